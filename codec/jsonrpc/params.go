@@ -1,0 +1,123 @@
+package jsonrpc
+
+import (
+	"encoding/json"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/subgate/subgate/codec"
+)
+
+// Unmarshal decodes a body into v. Objects fill struct fields by their json
+// names, matched exactly; arrays fill them by position, in declaration
+// order, and may leave trailing fields out. Anything else goes to
+// encoding/json unchanged (results, for example).
+func (c *jsonCodec) Unmarshal(body []byte, v any) error {
+	if len(body) == 0 {
+		return nil
+	}
+	fields := structFields(v)
+	if fields != nil {
+		switch body[skipSpace(body, 0)] {
+		case '{':
+			if err := checkKeys(body, fields); err != nil {
+				return err
+			}
+		case '[':
+			return unmarshalPositional(body, v, fields)
+		}
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return codec.InvalidParams(err.Error())
+	}
+	return nil
+}
+
+// fieldList is the json names of a struct's fields in declaration order.
+type fieldList struct {
+	names []string
+	index []int
+}
+
+var fieldCache sync.Map // reflect.Type -> *fieldList
+
+// structFields returns the fields of the struct v points to, or nil when v
+// is not a pointer to a struct.
+func structFields(v any) *fieldList {
+	t := reflect.TypeOf(v)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	t = t.Elem()
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(*fieldList)
+	}
+	fl := &fieldList{}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = sf.Name
+		}
+		fl.names = append(fl.names, name)
+		fl.index = append(fl.index, i)
+	}
+	fieldCache.Store(t, fl)
+	return fl
+}
+
+func (fl *fieldList) has(key string) bool {
+	for _, n := range fl.names {
+		if n == key {
+			return true
+		}
+	}
+	return false
+}
+
+// checkKeys refuses members that do not name a field exactly:
+// encoding/json alone would match "ROOM" to room.
+func checkKeys(body []byte, fl *fieldList) error {
+	var bad error
+	eachMember(body, skipSpace(body, 0), func(m member) bool {
+		key := string(m.key)
+		if strings.IndexByte(key, '\\') >= 0 {
+			_ = json.Unmarshal(append(append([]byte{'"'}, m.key...), '"'), &key)
+		}
+		if !fl.has(key) {
+			bad = codec.InvalidParams("unknown field " + strconv.Quote(key))
+			return false
+		}
+		return true
+	})
+	return bad
+}
+
+func unmarshalPositional(body []byte, v any, fl *fieldList) error {
+	rv := reflect.ValueOf(v).Elem()
+	i := 0
+	var bad error
+	eachElement(body, skipSpace(body, 0), func(el []byte) {
+		if bad != nil {
+			return
+		}
+		if i >= len(fl.index) {
+			bad = codec.InvalidParams("too many positional params: want at most " + strconv.Itoa(len(fl.index)))
+			return
+		}
+		f := rv.Field(fl.index[i])
+		if err := json.Unmarshal(el, f.Addr().Interface()); err != nil {
+			bad = codec.InvalidParams("param " + strconv.Itoa(i) + " (" + fl.names[i] + "): " + err.Error())
+		}
+		i++
+	})
+	return bad
+}
