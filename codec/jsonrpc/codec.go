@@ -74,7 +74,7 @@ func invalid(detail string) codec.Message {
 // envelope holds the spans of the members of one message object.
 type envelope struct {
 	version, id, method, params, result, errv []byte
-	dup, badKey                              bool
+	dup, badKey                               bool
 }
 
 func (e *envelope) set(m member) bool {
