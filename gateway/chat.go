@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/protocols/chat"
+)
+
+// chatService implements the chat methods on a Hub.
+type chatService struct {
+	hub Hub
+	now func() time.Time
+}
+
+// RegisterChat declares every chat method and rpc.discover on r.
+func RegisterChat(r *Router, hub Hub) {
+	s := &chatService{hub: hub, now: time.Now}
+	Register(r, chat.MethodDiscover, s.discover)
+	Register(r, chat.MethodPing, s.ping)
+	Register(r, chat.MethodBroadcast, s.broadcast)
+	Register(r, chat.MethodJoin, s.join)
+	Register(r, chat.MethodLeave, s.leave)
+	Register(r, chat.MethodSend, s.send)
+	Register(r, chat.MethodDirect, s.direct)
+	Register(r, chat.MethodMembers, s.members)
+	Register(r, chat.MethodHistory, s.history)
+}
+
+func caller(ctx context.Context) string {
+	info, _ := ConnInfoFrom(ctx)
+	return info.ClientID
+}
+
+func (s *chatService) ping(ctx context.Context, _ *chat.PingParams) (*chat.PingResult, error) {
+	return &chat.PingResult{Status: "ok", Timestamp: s.now().Unix()}, nil
+}
+
+func (s *chatService) broadcast(ctx context.Context, p *chat.BroadcastParams) (*chat.BroadcastResult, error) {
+	if err := checkText(p.Message); err != nil {
+		return nil, err
+	}
+	m := &chat.Message{From: caller(ctx), Message: p.Message, TS: s.now().UnixMilli()}
+	n := s.hub.Broadcast(NewPush(chat.PushMessage, m))
+	return &chat.BroadcastResult{Status: "ok", Delivered: uint64(n)}, nil
+}
+
+func (s *chatService) join(ctx context.Context, p *chat.JoinParams) (*chat.JoinResult, error) {
+	if err := checkRoom(p.Room); err != nil {
+		return nil, err
+	}
+	members, offset, err := s.hub.Join(p.Room, caller(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &chat.JoinResult{Room: p.Room, Members: members, Offset: offset}, nil
+}
+
+func (s *chatService) leave(ctx context.Context, p *chat.LeaveParams) (*chat.LeaveResult, error) {
+	if err := checkRoom(p.Room); err != nil {
+		return nil, err
+	}
+	if err := s.hub.Leave(p.Room, caller(ctx)); err != nil {
+		return nil, hubError(err, p.Room)
+	}
+	return &chat.LeaveResult{Room: p.Room}, nil
+}
+
+func (s *chatService) send(ctx context.Context, p *chat.SendParams) (*chat.SendResult, error) {
+	if err := checkRoom(p.Room); err != nil {
+		return nil, err
+	}
+	if err := checkText(p.Message); err != nil {
+		return nil, err
+	}
+	off, err := s.hub.Send(chat.Message{Room: p.Room, From: caller(ctx), Message: p.Message, TS: s.now().UnixMilli()})
+	if err != nil {
+		return nil, hubError(err, p.Room)
+	}
+	return &chat.SendResult{Room: p.Room, Offset: off}, nil
+}
+
+func (s *chatService) direct(ctx context.Context, p *chat.DirectParams) (*chat.DirectResult, error) {
+	if !ValidID(p.To) {
+		return nil, codec.InvalidParams("to: a client id is 1-64 characters of [A-Za-z0-9._-]")
+	}
+	if err := checkText(p.Message); err != nil {
+		return nil, err
+	}
+	m := &chat.Message{From: caller(ctx), To: p.To, Message: p.Message, TS: s.now().UnixMilli()}
+	n := s.hub.Direct(p.To, NewPush(chat.PushMessage, m))
+	if n == 0 {
+		return nil, chat.NewError(chat.CodeUnknownClient, p.To)
+	}
+	return &chat.DirectResult{Delivered: uint64(n)}, nil
+}
+
+func (s *chatService) members(ctx context.Context, p *chat.MembersParams) (*chat.MembersResult, error) {
+	if err := checkRoom(p.Room); err != nil {
+		return nil, err
+	}
+	return &chat.MembersResult{Room: p.Room, Members: s.hub.Members(p.Room)}, nil
+}
+
+func (s *chatService) history(ctx context.Context, p *chat.HistoryParams) (*chat.HistoryResult, error) {
+	if err := checkRoom(p.Room); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit == 0 {
+		limit = chat.DefaultHistoryLimit
+	}
+	if limit > chat.MaxHistoryLimit {
+		return nil, codec.InvalidParams("limit: at most 1000")
+	}
+	return &chat.HistoryResult{Room: p.Room, Messages: s.hub.History(p.Room, p.Since, limit)}, nil
+}
+
+func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*chat.DiscoverResult, error) {
+	return &chat.DiscoverResult{Methods: chat.Describe()}, nil
+}
+
+func hubError(err error, room string) error {
+	if errors.Is(err, ErrNotMember) {
+		return chat.NewError(chat.CodeNotMember, room)
+	}
+	return err
+}
+
+func checkRoom(room string) error {
+	if !ValidID(room) {
+		return chat.NewError(chat.CodeInvalidRoom, "a room name is 1-64 characters of [A-Za-z0-9._-]")
+	}
+	return nil
+}
+
+func checkText(s string) error {
+	switch {
+	case s == "":
+		return chat.NewError(chat.CodeEmptyMessage, "")
+	case len(s) > chat.MaxMessageLen:
+		return chat.NewError(chat.CodeMessageTooLong, "at most 4096 bytes")
+	case !utf8.ValidString(s):
+		return codec.InvalidParams("message: invalid UTF-8")
+	}
+	return nil
+}
+
+// ValidID reports whether s is a valid client id or room name: 1-64
+// characters of [A-Za-z0-9._-].
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > chat.MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/subgate/subgate/codec"
+)
+
+// Call is one request or notification on its way to a method.
+type Call struct {
+	Method string
+	// Params are the raw params in the connection's encoding; Bind decodes
+	// them. They alias the frame until the handler returns.
+	Params []byte
+	Codec  codec.Codec
+	// Notification is true when no reply is sent.
+	Notification bool
+}
+
+// Bind decodes the params into v with the call's codec.
+func (c *Call) Bind(v any) error { return c.Codec.Unmarshal(c.Params, v) }
+
+// Handler answers a call with a result value (encoded by the connection's
+// codec) or an error (a *codec.Error reaches the client as it is; any other
+// error becomes -32603 Internal error).
+type Handler func(ctx context.Context, call *Call) (any, error)
+
+// Middleware wraps every call.
+type Middleware func(next Handler) Handler
+
+// Router holds the methods and the middleware chain.
+type Router struct {
+	methods map[string]Handler
+	mw      []Middleware
+	chain   Handler
+}
+
+// NewRouter returns an empty router.
+func NewRouter() *Router {
+	r := &Router{methods: map[string]Handler{}}
+	r.chain = r.dispatch
+	return r
+}
+
+// Use appends middleware; the first added is the outermost.
+func (r *Router) Use(m ...Middleware) {
+	r.mw = append(r.mw, m...)
+	h := Handler(r.dispatch)
+	for i := len(r.mw) - 1; i >= 0; i-- {
+		h = r.mw[i](h)
+	}
+	r.chain = h
+}
+
+// Handle declares a method with an untyped handler.
+func (r *Router) Handle(name string, h Handler) { r.methods[name] = h }
+
+// Register declares a method with typed params and result: the router
+// decodes params into a new P (a decode error is -32602) and hands the
+// returned *R to the connection's codec.
+func Register[P, R any](r *Router, name string, fn func(ctx context.Context, p *P) (*R, error)) {
+	r.Handle(name, func(ctx context.Context, call *Call) (any, error) {
+		p := new(P)
+		if err := call.Bind(p); err != nil {
+			return nil, err
+		}
+		res, err := fn(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	})
+}
+
+// Serve runs a call through the middleware to its method.
+func (r *Router) Serve(ctx context.Context, call *Call) (any, error) { return r.chain(ctx, call) }
+
+func (r *Router) dispatch(ctx context.Context, call *Call) (any, error) {
+	h, ok := r.methods[call.Method]
+	if !ok {
+		return nil, &codec.Error{Code: codec.CodeMethodNotFound, Message: "Method not found", Data: call.Method}
+	}
+	return h(ctx, call)
+}
+
+// asRPCError turns any handler error into the error sent to the client.
+func asRPCError(err error) *codec.Error {
+	var e *codec.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &codec.Error{Code: codec.CodeInternalError, Message: "Internal error"}
+}
+
+// Logging is the middleware that logs every call at debug level, and
+// failed calls at info (client errors) or error (internal errors).
+func Logging(log *slog.Logger) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, call *Call) (any, error) {
+			start := time.Now()
+			res, err := next(ctx, call)
+			info, _ := ConnInfoFrom(ctx)
+			attrs := []any{"client_id", info.ClientID, "conn", info.ID, "protocol", info.Protocol.Name,
+				"method", call.Method, "duration", time.Since(start)}
+			switch e := asRPCError(err); {
+			case err == nil:
+				log.LogAttrs(ctx, slog.LevelDebug, "call", argsToAttrs(attrs)...)
+			case e.Code == codec.CodeInternalError:
+				log.Error("call failed", append(attrs, "err", fmt.Sprint(err))...)
+			default:
+				log.Info("call refused", append(attrs, "code", e.Code, "err", e.Message)...)
+			}
+			return res, err
+		}
+	}
+}
+
+func argsToAttrs(args []any) []slog.Attr {
+	out := make([]slog.Attr, 0, len(args)/2)
+	for i := 0; i+1 < len(args); i += 2 {
+		out = append(out, slog.Any(args[i].(string), args[i+1]))
+	}
+	return out
+}

@@ -1,0 +1,325 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/protocols"
+	"github.com/subgate/subgate/protocols/chat"
+)
+
+// Config configures a Server. The zero value works: every field documents
+// its default.
+type Config struct {
+	// Protocols are the enabled subprotocols. Default: protocols.All.
+	Protocols []protocols.Protocol
+	// DefaultProtocol is used when the client sends no
+	// Sec-WebSocket-Protocol header. Default "json-rpc"; "none" refuses
+	// such clients with HTTP 400.
+	DefaultProtocol string
+	// RejectMode says how an offer with no supported name is refused:
+	// "status" (default) answers HTTP 400 listing the supported names;
+	// "close" accepts the upgrade and closes with 1002 "Unsupported
+	// subprotocol", as the FastAPI tutorial does.
+	RejectMode string
+	// MaxMessageSize bounds a message, all fragments together, in bytes.
+	// Larger messages close the connection with 1009. Default 1 MiB.
+	MaxMessageSize int64
+	// SendQueueBytes bounds each connection's send queue. Default 4 MiB.
+	SendQueueBytes int
+	// HandshakeTimeout bounds the upgrade request. Default 10s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that sends nothing (not even a pong)
+	// for this long. Default 60s.
+	IdleTimeout time.Duration
+	// PingInterval is how often the server pings. Default 25s.
+	PingInterval time.Duration
+	// WriteTimeout bounds one flush to a client. Default 10s.
+	WriteTimeout time.Duration
+	// CloseTimeout is how long a closing connection waits for the peer's
+	// close frame. Default 2s.
+	CloseTimeout time.Duration
+	// HistorySize is the number of messages each room keeps (in-process
+	// hub). Default 1000.
+	HistorySize int
+	// Hub overrides the in-process hub.
+	Hub Hub
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Protocols == nil {
+		c.Protocols = protocols.All
+	}
+	if c.DefaultProtocol == "" {
+		c.DefaultProtocol = protocols.JSONRPC
+	}
+	if c.RejectMode == "" {
+		c.RejectMode = "status"
+	}
+	setDefault(&c.MaxMessageSize, 1<<20)
+	setDefault(&c.SendQueueBytes, 4<<20)
+	setDefault(&c.HandshakeTimeout, 10*time.Second)
+	setDefault(&c.IdleTimeout, 60*time.Second)
+	setDefault(&c.PingInterval, 25*time.Second)
+	setDefault(&c.WriteTimeout, 10*time.Second)
+	setDefault(&c.CloseTimeout, 2*time.Second)
+	setDefault(&c.HistorySize, 1000)
+	if c.Hub == nil {
+		c.Hub = NewMemoryHub(c.HistorySize)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Server is the gateway: an http.Handler serving /ws/{client_id} and the
+// health endpoint.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	hub    Hub
+	router *Router
+	mux    *http.ServeMux
+
+	nextID   atomic.Uint64
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	draining bool
+	wg       sync.WaitGroup
+}
+
+// ErrServerClosed is returned for connections attempted after Shutdown.
+var ErrServerClosed = errors.New("gateway: server closed")
+
+// New returns a server with the chat service registered.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if cfg.DefaultProtocol != "none" {
+		if _, ok := protocols.Lookup(cfg.Protocols, cfg.DefaultProtocol); !ok {
+			return nil, errors.New("gateway: default protocol " + cfg.DefaultProtocol + " is not enabled")
+		}
+	}
+	if cfg.RejectMode != "status" && cfg.RejectMode != "close" {
+		return nil, errors.New(`gateway: reject mode must be "status" or "close"`)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), conns: map[*Conn]struct{}{}}
+	s.router.Use(Logging(s.log))
+	RegisterChat(s.router, s.hub)
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /ws/{client_id}", s.serveWS)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	return s, nil
+}
+
+// Router returns the server's router, to add methods or middleware.
+func (s *Server) Router() *Router { return s.router }
+
+// Hub returns the server's hub.
+func (s *Server) Hub() Hub { return s.hub }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("client_id")
+	if !ValidID(id) {
+		http.Error(w, "client id must be 1-64 characters of [A-Za-z0-9._-]", http.StatusBadRequest)
+		return
+	}
+	proto, refuse, ok := s.negotiate(r.Header.Values("Sec-WebSocket-Protocol"))
+	if !ok && !refuse {
+		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"))
+		http.Error(w, "no supported subprotocol; supported: "+protocols.Names(s.cfg.Protocols), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	draining := s.draining
+	if !draining {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if draining {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+	offered := len(r.Header.Values("Sec-WebSocket-Protocol")) > 0
+	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
+	if offered && ok {
+		up.Protocol = func(p string) bool { return p == proto.Name }
+	}
+	nc, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		s.log.Info("upgrade failed", "client_id", id, "err", err)
+		return
+	}
+	c := &Conn{
+		info: ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: nc.RemoteAddr().String()},
+		srv:  s, nc: nc, br: rw.Reader,
+		wake: make(chan struct{}, 1), written: make(chan struct{}),
+	}
+	if refuse {
+		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"), "reject_mode", "close")
+		c.info.Protocol = s.cfg.Protocols[0]
+		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
+		c.serve(r.Context())
+		return
+	}
+	s.run(c)
+}
+
+// negotiate picks the protocol for an offer. refuse is true when nothing
+// matched and the reject mode is "close".
+func (s *Server) negotiate(offer []string) (p protocols.Protocol, refuse, ok bool) {
+	if len(offer) == 0 {
+		if s.cfg.DefaultProtocol == "none" {
+			return p, false, false
+		}
+		p, _ = protocols.Lookup(s.cfg.Protocols, s.cfg.DefaultProtocol)
+		return p, false, true
+	}
+	if p, ok = protocols.Negotiate(strings.Join(offer, ","), s.cfg.Protocols); ok {
+		return p, false, true
+	}
+	return p, s.cfg.RejectMode == "close", false
+}
+
+func (s *Server) run(c *Conn) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
+	s.hub.Attach(c)
+	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name, "remote", c.info.Remote)
+	ctx := context.WithValue(context.Background(), connKey{}, c)
+	c.serve(ctx)
+	s.hub.Detach(c)
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(), "code", int(c.code))
+}
+
+// handleMessage decodes one WebSocket message and answers its calls in order.
+func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
+	cd := c.Codec()
+	msgs, batch, err := cd.Decode(nil, frame)
+	if err != nil {
+		s.reply(c, cd, codec.NullID, nil, err)
+		return
+	}
+	var items [][]byte
+	for _, m := range msgs {
+		out := s.call(ctx, c, cd, m)
+		if out == nil {
+			continue
+		}
+		if !batch {
+			c.Send(out)
+			continue
+		}
+		items = append(items, out)
+	}
+	if len(items) > 0 {
+		out, err := cd.AppendBatch(nil, items)
+		if err != nil {
+			s.log.Error("encoding batch reply", "err", err)
+			return
+		}
+		c.Send(out)
+	}
+}
+
+// call runs one message and returns the encoded reply, or nil for none.
+func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
+	switch m.Kind {
+	case codec.KindInvalid:
+		return s.encodeReply(cd, codec.NullID, nil, m.Error)
+	case codec.KindRequest, codec.KindNotification:
+	default:
+		return nil // replies from a client: the server never calls, so ignore them
+	}
+	call := &Call{Method: m.Method, Params: m.Body, Codec: cd, Notification: m.Kind == codec.KindNotification}
+	res, err := s.router.Serve(ctx, call)
+	if m.Kind == codec.KindNotification {
+		return nil
+	}
+	return s.encodeReply(cd, m.ID, res, err)
+}
+
+func (s *Server) reply(c *Conn, cd codec.Codec, id codec.ID, res any, err error) {
+	if out := s.encodeReply(cd, id, res, err); out != nil {
+		c.Send(out)
+	}
+}
+
+func (s *Server) encodeReply(cd codec.Codec, id codec.ID, res any, err error) []byte {
+	var out []byte
+	if err == nil {
+		if out, err = codec.AppendResult(cd, nil, id, res); err == nil {
+			return out
+		}
+		s.log.Error("encoding result", "err", err)
+	}
+	out, err = codec.AppendError(cd, nil, id, asRPCError(err))
+	if err != nil {
+		s.log.Error("encoding error reply", "err", err)
+		return nil
+	}
+	return out
+}
+
+// Shutdown stops taking connections, closes every connection with 1001
+// after its in-flight call is answered, and waits for them all or ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	notice := NewPush(chat.PushNotice, &chat.Notice{Kind: chat.NoticeDraining, Message: "server shutting down"})
+	for _, c := range conns {
+		c.Deliver(notice)
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Conns returns the number of live connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
