@@ -7,19 +7,19 @@ import "github.com/gobwas/ws"
 type CloseReason uint8
 
 const (
-	ClosePeer            CloseReason = iota // the client closed (its code is echoed)
-	CloseNormal                             // 1000
-	CloseGoingAway                          // 1001: server shutting down
-	CloseProtocolError                      // 1002: RFC 6455 violation
-	CloseUnsupportedData                    // 1003: wrong frame type for the subprotocol
-	CloseInvalidPayload                     // 1007: text frame that is not UTF-8
-	ClosePolicy                             // 1008: policy violation
-	CloseTooBig                             // 1009: message over the size limit
-	CloseInternal                           // 1011: server error
-	CloseSlowConsumer                       // 1008: send queue overflow
-	CloseIdle                               // 1001: no traffic within the idle timeout
-	CloseUnsupportedProtocol                // 1002: reject-mode close, nothing negotiated
-	CloseIOError                            // no close frame: the socket failed
+	ClosePeer                CloseReason = iota // the client closed (its code is echoed)
+	CloseNormal                                 // 1000
+	CloseGoingAway                              // 1001: server shutting down
+	CloseProtocolError                          // 1002: RFC 6455 violation
+	CloseUnsupportedData                        // 1003: wrong frame type for the subprotocol
+	CloseInvalidPayload                         // 1007: text frame that is not UTF-8
+	ClosePolicy                                 // 1008: policy violation
+	CloseTooBig                                 // 1009: message over the size limit
+	CloseInternal                               // 1011: server error
+	CloseSlowConsumer                           // 1008: send queue overflow
+	CloseIdle                                   // 1001: no traffic within the idle timeout
+	CloseUnsupportedProtocol                    // 1002: reject-mode close, nothing negotiated
+	CloseIOError                                // no close frame: the socket failed
 )
 
 var closeInfo = [...]struct {
