@@ -1,0 +1,263 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/subgate/subgate/client"
+	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/protocols"
+	"github.com/subgate/subgate/protocols/chat"
+)
+
+var allProtos = []string{protocols.JSONRPC, protocols.MsgPack, protocols.BinaryRaw}
+
+func dial(t *testing.T, addr, id, proto string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+addr+"/ws/"+id, client.Options{Protocol: proto})
+	if err != nil {
+		t.Fatalf("dial %s %s: %v", id, proto, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func call[R any](t *testing.T, c *client.Client, method string, params any) *R {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r := new(R)
+	if err := c.Call(ctx, method, params, r); err != nil {
+		t.Fatalf("%s over %s: %v", method, c.Protocol(), err)
+	}
+	return r
+}
+
+func callErr(t *testing.T, c *client.Client, method string, params any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.Call(ctx, method, params, nil)
+	var e *codec.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("%s over %s: got %v, want an RPC error", method, c.Protocol(), err)
+	}
+	return e.Code
+}
+
+// waitPush returns the next push of method (others are skipped), failing
+// after 5 s.
+func waitPush[T any](t *testing.T, c *client.Client, method string) *T {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case p, ok := <-c.Pushes():
+			if !ok {
+				t.Fatalf("%s: connection closed while waiting for %s: %v", c.Protocol(), method, c.Err())
+			}
+			if p.Method != method {
+				continue
+			}
+			v := new(T)
+			if err := p.Decode(v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		case <-timeout:
+			t.Fatalf("%s: no %s push within 5s", c.Protocol(), method)
+		}
+	}
+}
+
+func TestEveryMethodInEveryEncoding(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	for _, proto := range allProtos {
+		t.Run(proto, func(t *testing.T) {
+			id, room := "u-"+proto, "room-"+proto
+			c := dial(t, addr, id, proto)
+			if r := call[chat.PingResult](t, c, chat.MethodPing, &chat.PingParams{}); r.Status != "ok" || time.Since(time.Unix(r.Timestamp, 0)).Abs() > time.Minute {
+				t.Fatalf("ping: %+v", r)
+			}
+			if r := call[chat.DiscoverResult](t, c, chat.MethodDiscover, &chat.DiscoverParams{}); !reflect.DeepEqual(r.Methods, chat.Describe()) {
+				t.Fatalf("discover: %+v", r)
+			}
+			if r := call[chat.JoinResult](t, c, chat.MethodJoin, &chat.JoinParams{Room: room}); !reflect.DeepEqual(r.Members, []string{id}) || r.Offset != 0 {
+				t.Fatalf("join: %+v", r)
+			}
+			if r := call[chat.MembersResult](t, c, chat.MethodMembers, &chat.MembersParams{Room: room}); !reflect.DeepEqual(r.Members, []string{id}) {
+				t.Fatalf("members: %+v", r)
+			}
+			if r := call[chat.SendResult](t, c, chat.MethodSend, &chat.SendParams{Room: room, Message: "one"}); r.Offset != 1 {
+				t.Fatalf("send: %+v", r)
+			}
+			if m := waitPush[chat.Message](t, c, chat.PushMessage); m.Room != room || m.From != id || m.Message != "one" || m.Offset != 1 {
+				t.Fatalf("push: %+v", m)
+			}
+			if r := call[chat.DirectResult](t, c, chat.MethodDirect, &chat.DirectParams{To: id, Message: "self"}); r.Delivered != 1 {
+				t.Fatalf("direct: %+v", r)
+			}
+			if m := waitPush[chat.Message](t, c, chat.PushMessage); m.To != id || m.Message != "self" {
+				t.Fatalf("direct push: %+v", m)
+			}
+			if r := call[chat.BroadcastResult](t, c, chat.MethodBroadcast, &chat.BroadcastParams{Message: "all"}); r.Status != "ok" || r.Delivered < 1 {
+				t.Fatalf("broadcast: %+v", r)
+			}
+			h := call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: room})
+			if len(h.Messages) != 1 || h.Messages[0].Message != "one" || h.Messages[0].From != id {
+				t.Fatalf("history: %+v", h)
+			}
+			if r := call[chat.LeaveResult](t, c, chat.MethodLeave, &chat.LeaveParams{Room: room}); r.Room != room {
+				t.Fatalf("leave: %+v", r)
+			}
+			for _, tc := range []struct {
+				method string
+				params any
+				code   int64
+			}{
+				{"chat.nope", &chat.PingParams{}, codec.CodeMethodNotFound},
+				{chat.MethodLeave, &chat.LeaveParams{Room: room}, chat.CodeNotMember},
+				{chat.MethodSend, &chat.SendParams{Room: room, Message: "x"}, chat.CodeNotMember},
+				{chat.MethodJoin, &chat.JoinParams{Room: "no spaces"}, chat.CodeInvalidRoom},
+				{chat.MethodDirect, &chat.DirectParams{To: "ghost", Message: "x"}, chat.CodeUnknownClient},
+				{chat.MethodBroadcast, &chat.BroadcastParams{}, chat.CodeEmptyMessage},
+				{chat.MethodJoin, wrongParams(proto), codec.CodeInvalidParams},
+			} {
+				if code := callErr(t, c, tc.method, tc.params); code != tc.code {
+					t.Errorf("%s: code %d, want %d", tc.method, code, tc.code)
+				}
+			}
+		})
+	}
+}
+
+// badRoom has a room of the wrong type.
+type badRoom struct {
+	Room int `json:"room"`
+}
+
+// wrongParams returns params of the wrong shape for chat.join: a number
+// for the room, or for binary-raw an empty payload (the room is missing).
+func wrongParams(proto string) any {
+	if proto == protocols.BinaryRaw {
+		return &chat.PingParams{}
+	}
+	return &badRoom{Room: 7}
+}
+
+func TestCrossEncodingRoom(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	clients := map[string]*client.Client{}
+	for _, p := range allProtos {
+		clients[p] = dial(t, addr, "x-"+p, p)
+		call[chat.JoinResult](t, clients[p], chat.MethodJoin, &chat.JoinParams{Room: "mixed"})
+	}
+	// Each join is pushed to the members already there: json-rpc saw both others.
+	j := clients[protocols.JSONRPC]
+	for _, want := range []string{"x-msgpack", "x-binary-raw"} {
+		if p := waitPush[chat.Presence](t, j, chat.PushPresence); p.ClientID != want || p.Event != chat.EventJoin {
+			t.Fatalf("presence: %+v, want join of %s", p, want)
+		}
+	}
+	for _, from := range allProtos {
+		text := "from " + from
+		call[chat.SendResult](t, clients[from], chat.MethodSend, &chat.SendParams{Room: "mixed", Message: text})
+		for _, to := range allProtos {
+			m := waitPush[chat.Message](t, clients[to], chat.PushMessage)
+			if m.From != "x-"+from || m.Message != text || m.Room != "mixed" {
+				t.Fatalf("%s -> %s: %+v", from, to, m)
+			}
+		}
+	}
+	// chat.direct by client id across encodings.
+	for _, from := range allProtos {
+		for _, to := range allProtos {
+			if from == to {
+				continue
+			}
+			text := fmt.Sprintf("%s to %s", from, to)
+			call[chat.DirectResult](t, clients[from], chat.MethodDirect, &chat.DirectParams{To: "x-" + to, Message: text})
+			if m := waitPush[chat.Message](t, clients[to], chat.PushMessage); m.Message != text || m.To != "x-"+to {
+				t.Fatalf("direct: %+v", m)
+			}
+		}
+	}
+	// Closing the last connection of a client is leaving its rooms.
+	clients[protocols.BinaryRaw].Close()
+	if p := waitPush[chat.Presence](t, j, chat.PushPresence); p.ClientID != "x-binary-raw" || p.Event != chat.EventLeave {
+		t.Fatalf("presence on close: %+v", p)
+	}
+}
+
+func TestSeveralConnectionsPerClient(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	a1 := dial(t, addr, "multi", protocols.JSONRPC)
+	a2 := dial(t, addr, "multi", protocols.MsgPack)
+	b := dial(t, addr, "other", protocols.BinaryRaw)
+	call[chat.PingResult](t, a2, chat.MethodPing, &chat.PingParams{})
+	if r := call[chat.DirectResult](t, b, chat.MethodDirect, &chat.DirectParams{To: "multi", Message: "both"}); r.Delivered != 2 {
+		t.Fatalf("delivered to %d connections, want 2", r.Delivered)
+	}
+	waitPush[chat.Message](t, a1, chat.PushMessage)
+	waitPush[chat.Message](t, a2, chat.PushMessage)
+	// Membership belongs to the client id: closing one of two connections keeps it.
+	call[chat.JoinResult](t, a1, chat.MethodJoin, &chat.JoinParams{Room: "r"})
+	a1.Close()
+	if r := call[chat.MembersResult](t, b, chat.MethodMembers, &chat.MembersParams{Room: "r"}); !reflect.DeepEqual(r.Members, []string{"multi"}) {
+		t.Fatalf("members after closing one connection: %v", r.Members)
+	}
+}
+
+func TestHistoryAfterReconnect(t *testing.T) {
+	_, addr := startServer(t, Config{HistorySize: 3})
+	for _, proto := range allProtos {
+		t.Run(proto, func(t *testing.T) {
+			room := "h-" + proto
+			c := dial(t, addr, "h", proto)
+			call[chat.JoinResult](t, c, chat.MethodJoin, &chat.JoinParams{Room: room})
+			var last uint64
+			for i := 1; i <= 5; i++ {
+				last = call[chat.SendResult](t, c, chat.MethodSend, &chat.SendParams{Room: room, Message: fmt.Sprint(i)}).Offset
+			}
+			c.Close()
+			<-c.Done()
+			c = dial(t, addr, "h", proto)
+			j := call[chat.JoinResult](t, c, chat.MethodJoin, &chat.JoinParams{Room: room})
+			if j.Offset != last || last != 5 {
+				t.Fatalf("join offset %d, last sent %d", j.Offset, last)
+			}
+			h := call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: room, Since: 3})
+			if len(h.Messages) != 2 || h.Messages[0].Offset != 4 || h.Messages[1].Message != "5" {
+				t.Fatalf("since 3: %+v", h.Messages)
+			}
+			// Only the last 3 are kept; limit caps the answer.
+			h = call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: room, Limit: 2})
+			if len(h.Messages) != 2 || h.Messages[0].Offset != 3 || h.Messages[1].Offset != 4 {
+				t.Fatalf("limit 2: %+v", h.Messages)
+			}
+		})
+	}
+}
+
+func TestSlowConsumerIsClosed(t *testing.T) {
+	_, addr := startServer(t, Config{SendQueueBytes: 64 << 10})
+	handshake(t, addr, "/ws/slow", strp("json-rpc")) // never reads
+	fast := dial(t, addr, "fast", protocols.MsgPack)
+	msg := fmt.Sprintf("%04000d", 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := call[chat.BroadcastResult](t, fast, chat.MethodBroadcast, &chat.BroadcastParams{Message: msg})
+		if r.Delivered == 1 { // only the sender itself is left
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slow consumer never closed")
+		}
+	}
+}
