@@ -144,7 +144,9 @@ type Codec interface {
 	// back as a KindInvalid message in its place.
 	Decode(dst []Message, frame []byte) (msgs []Message, batch bool, err error)
 	// Unmarshal decodes a message Body into v (a pointer to a typed struct).
-	// An empty body leaves v unchanged. Errors are *Error with
+	// In json-rpc and msgpack an empty body (no params) leaves v unchanged;
+	// in binary-raw the body is always the method's payload, and an empty
+	// one is valid only where the layout is empty. Errors are *Error with
 	// CodeInvalidParams.
 	Unmarshal(body []byte, v any) error
 	// Append encodes m to dst. For requests and notifications body is the
