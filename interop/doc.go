@@ -1,0 +1,31 @@
+// Package interop runs third-party clients against an in-process subgate
+// gateway: a Node client (node/interop.mjs, with the npm packages ws and
+// @msgpack/msgpack) and a Python client (python/interop.py, with Debian's
+// python3-websockets and python3-msgpack). Both are written from the
+// specifications a third-party user has (README.md, protocols/*.md and
+// testdata/golden) and import nothing from this module; they check the
+// chat methods, server pushes, error codes, cross-encoding delivery
+// (json-rpc, msgpack and binary-raw clients in one room) and subprotocol
+// negotiation, including the HTTP 400 for an offer with no supported name.
+//
+// The tests need Node.js, npm packages and Debian packages that a plain
+// `go test ./...` does not, so they are skipped unless SUBGATE_INTEROP=1.
+// Install the prerequisites, then run them:
+//
+//	bash interop/setup.sh   # npm ci in interop/node; apt-get install python3-websockets python3-msgpack
+//	SUBGATE_INTEROP=1 go test -race -count=1 -v ./interop/
+//
+// With SUBGATE_INTEROP=1 a missing prerequisite (node, interop/node/node_modules,
+// /usr/bin/python3 or its websockets and msgpack modules) fails the test with the
+// command that installs it, rather than skipping: a run that asked for the
+// interop tests must not pass without running them.
+//
+// Each script can also be run by hand against any server:
+//
+//	go run ./cmd/subgate -addr 127.0.0.1:8080 &
+//	node interop/node/interop.mjs ws://127.0.0.1:8080
+//	/usr/bin/python3 interop/python/interop.py ws://127.0.0.1:8080
+//
+// Each prints one line per check and last "N passed, M failed", and exits
+// non-zero if a check failed. Every wait in them has a timeout.
+package interop

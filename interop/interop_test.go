@@ -1,0 +1,148 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/subgate/subgate/gateway"
+)
+
+// scriptTimeout bounds one client script run.
+const scriptTimeout = 60 * time.Second
+
+const setupHint = "bash interop/setup.sh (from the repository root)"
+
+// gate skips the test unless SUBGATE_INTEROP=1.
+func gate(t *testing.T) {
+	t.Helper()
+	if os.Getenv("SUBGATE_INTEROP") != "1" {
+		t.Skip("interop tests run third-party Node and Python clients; enable with: " +
+			setupHint + " && SUBGATE_INTEROP=1 go test -v ./interop/")
+	}
+}
+
+// syncBuffer collects the gateway's logs from its goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startGateway serves a gateway on 127.0.0.1:0 and returns its ws:// base
+// URL. Its logs are shown if the test fails. Cleanup shuts it down and
+// checks that every client connection was closed.
+func startGateway(t *testing.T) (string, *gateway.Server) {
+	t.Helper()
+	logs := &syncBuffer{}
+	srv, err := gateway.New(gateway.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("gateway Shutdown: %v", err)
+		}
+		hs.Close()
+		if t.Failed() {
+			t.Logf("gateway logs:\n%s", logs.String())
+		}
+	})
+	return "ws://" + hs.Listener.Addr().String(), srv
+}
+
+// runScript runs a client script against base and fails the test with its
+// output unless it exits 0 and reports " 0 failed".
+func runScript(t *testing.T, dir, name string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	output := string(out)
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("%s %s: timed out after %v\n%s", name, strings.Join(args, " "), scriptTimeout, output)
+	case err != nil:
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, output)
+	case !strings.Contains(output, " 0 failed"):
+		t.Fatalf("%s %s: exited 0 but its output lacks \" 0 failed\"\n%s", name, strings.Join(args, " "), output)
+	}
+	t.Logf("%s %s (%v):\n%s", name, strings.Join(args, " "), time.Since(start).Round(time.Millisecond), output)
+}
+
+// waitNoConns checks that the clients closed every connection they opened.
+func waitNoConns(t *testing.T, srv *gateway.Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Conns() > 0 {
+		if time.Now().After(deadline) {
+			t.Errorf("%d connection(s) still open 5s after the script exited", srv.Conns())
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestNode(t *testing.T) {
+	gate(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node not found on PATH (%v); install Node.js >= 18, e.g.: apt-get install -y nodejs npm", err)
+	}
+	for _, mod := range []string{"ws", "@msgpack/msgpack"} {
+		if _, err := os.Stat(filepath.Join("node", "node_modules", filepath.FromSlash(mod), "package.json")); err != nil {
+			t.Fatalf("interop/node/node_modules/%s is missing; install with: %s (or: cd interop/node && npm ci)", mod, setupHint)
+		}
+	}
+	base, srv := startGateway(t)
+	runScript(t, "node", node, "interop.mjs", base)
+	waitNoConns(t, srv)
+}
+
+const python = "/usr/bin/python3"
+
+func TestPython(t *testing.T) {
+	gate(t)
+	if _, err := os.Stat(python); err != nil {
+		t.Fatalf("%s not found (%v); install with: apt-get update && apt-get install -y python3 python3-websockets python3-msgpack", python, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, python, "-c", "import websockets, msgpack").CombinedOutput(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("%s: %v", python, err)
+		}
+		t.Fatalf("%s cannot import websockets and msgpack:\n%s\ninstall with: %s (or as root: apt-get update && apt-get install -y python3-websockets python3-msgpack)", python, out, setupHint)
+	}
+	base, srv := startGateway(t)
+	runScript(t, "python", python, "interop.py", base)
+	waitNoConns(t, srv)
+}
