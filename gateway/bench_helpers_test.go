@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/subgate/subgate/client"
+	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/protocols"
+)
+
+var allCodecs = func() []codec.Codec {
+	out := make([]codec.Codec, len(protocols.All))
+	for i, p := range protocols.All {
+		out[i] = p.Codec
+	}
+	return out
+}()
+
+// countingPeer is a hub peer that encodes what it gets, as a connection
+// would, and counts it.
+type countingPeer struct {
+	id    string
+	codec codec.Codec
+	bytes int
+}
+
+func (p *countingPeer) ClientID() string { return p.id }
+
+func (p *countingPeer) Deliver(push *Push) bool {
+	b, err := push.Bytes(p.codec)
+	p.bytes += len(b)
+	return err == nil
+}
+
+func startServerB(b *testing.B) (*Server, string) {
+	srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		hs.Close()
+	})
+	return srv, hs.Listener.Addr().String()
+}
+
+func dialB(b *testing.B, addr, id, proto string) *client.Client {
+	c, err := client.Dial(context.Background(), "ws://"+addr+"/ws/"+id, client.Options{Protocol: proto})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
