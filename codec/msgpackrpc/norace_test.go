@@ -1,0 +1,5 @@
+//go:build !race
+
+package msgpackrpc
+
+const raceEnabled = false
