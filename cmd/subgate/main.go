@@ -1,0 +1,31 @@
+// Command subgate is the gateway binary: `subgate serve` (the default) runs
+// the server, `subgate call` is a command-line client.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage:
+  subgate [serve] [flags]   run the gateway (subgate serve -h for flags)
+  subgate call [flags] METHOD [PARAMS_JSON]   call a method (subgate call -h)
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve":
+			return runServe(args[1:], stderr)
+		case "call":
+			return runCall(args[1:], stdout, stderr)
+		case "help", "-h", "-help", "--help":
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+	}
+	return runServe(args, stderr)
+}

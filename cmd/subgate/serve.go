@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/subgate/subgate/gateway"
+	"github.com/subgate/subgate/protocols"
+)
+
+// serveFlags binds every setting to a flag whose default comes from its
+// SUBGATE_* environment variable.
+type serveFlags struct {
+	addr, protos, logLevel, logFormat string
+	shutdownTimeout                   time.Duration
+	cfg                               gateway.Config
+}
+
+func envName(flagName string) string {
+	return "SUBGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &serveFlags{}
+	str := func(p *string, name, def, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	var bad []string
+	dur := func(p *time.Duration, name string, def time.Duration, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				bad = append(bad, envName(name)+": "+err.Error())
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	num := func(p *int, name string, def int, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				bad = append(bad, envName(name)+": "+err.Error())
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	c := &f.cfg
+	var maxMsg int
+	str(&f.addr, "addr", ":8080", "listen address")
+	str(&f.protos, "protocols", "json-rpc,msgpack,binary-raw", "enabled subprotocols, comma separated")
+	str(&c.DefaultProtocol, "default-protocol", "json-rpc", `protocol for clients that offer none ("none" refuses them with 400)`)
+	str(&c.RejectMode, "reject-mode", "status", `refusal when nothing offered is supported: "status" (HTTP 400) or "close" (101, then close 1002)`)
+	num(&maxMsg, "max-message-size", 1<<20, "largest message in bytes (close 1009 beyond)")
+	num(&c.SendQueueBytes, "send-queue-bytes", 4<<20, "per-connection send queue bound in bytes (slow consumers are closed with 1008)")
+	num(&c.HistorySize, "history-size", 1000, "messages kept per room")
+	dur(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "upgrade request timeout")
+	dur(&c.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long")
+	dur(&c.PingInterval, "ping-interval", 25*time.Second, "keepalive ping interval")
+	dur(&c.WriteTimeout, "write-timeout", 10*time.Second, "timeout of one write to a client")
+	dur(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for connections to close")
+	str(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	str(&f.logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, errors.New(strings.Join(bad, "; "))
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.MaxMessageSize = int64(maxMsg)
+	for _, name := range strings.Split(f.protos, ",") {
+		p, ok := protocols.Lookup(protocols.All, strings.TrimSpace(name))
+		if !ok {
+			return nil, fmt.Errorf("unknown protocol %q (known: %s)", name, protocols.Names(protocols.All))
+		}
+		c.Protocols = append(c.Protocols, p)
+	}
+	return f, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func runServe(args []string, stderr io.Writer) int {
+	f, err := parseServe(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "subgate:", err)
+		return 2
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "subgate:", err)
+		return 2
+	}
+	f.cfg.Logger = log
+	srv, err := gateway.New(f.cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "subgate:", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		fmt.Fprintln(stderr, "subgate:", err)
+		return 1
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: f.cfg.HandshakeTimeout}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "protocols", protocols.Names(f.cfg.Protocols))
+	select {
+	case err := <-errc:
+		fmt.Fprintln(stderr, "subgate:", err)
+		return 1
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "connections", srv.Conns())
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	_ = hs.Shutdown(sctx) // stops accepting; hijacked WebSockets are the gateway's
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown timed out", "connections", srv.Conns())
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
