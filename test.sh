@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: vet, the race-enabled shuffled test suite (with the
+# third-party client interop tests), then a short run of every fuzz target
+# (FUZZTIME, default 10s each). SUBGATE_INTEROP=0 skips the interop set-up
+# and tests (they need npm and, as root, apt-get).
+set -euo pipefail
+cd "$(dirname "$0")"
+fuzztime=${FUZZTIME:-10s}
+export SUBGATE_INTEROP=${SUBGATE_INTEROP:-1}
+if [ "$SUBGATE_INTEROP" = 1 ]; then
+  bash interop/setup.sh
+fi
+go vet ./...
+go test -race -shuffle=on -count=1 ./...
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    echo "== fuzz $pkg $target ($fuzztime)"
+    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+  done
+done
