@@ -16,13 +16,16 @@ import (
 	"github.com/subgate/subgate/protocols"
 )
 
-const callUsage = `usage: subgate call [flags] METHOD [PARAMS_JSON]
+const callUsage = `usage: subgate call [flags] METHOD [PARAMS_JSON] [METHOD [PARAMS_JSON]]...
 
 Calls METHOD on a subgate server and prints its result as one line of JSON.
 PARAMS_JSON is an object (by name) or an array (by position); omit it for none.
+Several calls run in order on one connection (one client session: a room
+joined by the first is still joined for the next); the first error stops.
 
   subgate call chat.ping
   subgate call -proto msgpack chat.join '{"room":"lobby"}'
+  subgate call chat.join '{"room":"lobby"}' chat.send '{"room":"lobby","message":"hi"}'
   subgate call -listen 30s chat.join '{"room":"lobby"}'   # then print pushes for 30s
 
 Exit status: 0 success, 1 error reply (printed to stderr as "error CODE: MESSAGE (DATA)"),
@@ -39,8 +42,13 @@ const callPushBuffer = 4096
 type callFlags struct {
 	url, proto      string
 	timeout, listen time.Duration
-	method          string
-	params          []byte
+	calls           []callSpec
+}
+
+// callSpec is one METHOD [PARAMS_JSON] of the command line.
+type callSpec struct {
+	method string
+	params []byte
 }
 
 // runCall implements `subgate call`.
@@ -54,15 +62,30 @@ func runCall(args []string, stdout, stderr io.Writer) int {
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
-	defer cancel()
 	c, err := client.Dial(ctx, f.url, client.Options{Protocol: f.proto, PushBuffer: callPushBuffer})
+	cancel()
 	if err != nil {
 		callFailure(stderr, err, f.timeout)
 		return 2
 	}
 	defer c.Close()
 
-	result, err := c.CallJSON(ctx, f.method, f.params)
+	for _, call := range f.calls {
+		if rc := runOne(c, call, f.timeout, stdout, stderr); rc != 0 {
+			return rc
+		}
+	}
+	if f.listen <= 0 {
+		return 0
+	}
+	return listenPushes(c, f.listen, stdout, stderr)
+}
+
+// runOne makes one call, with its own timeout, and prints its result.
+func runOne(c *client.Client, call callSpec, timeout time.Duration, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	result, err := c.CallJSON(ctx, call.method, call.params)
 	if err != nil {
 		var rpcErr *codec.Error
 		if errors.As(err, &rpcErr) {
@@ -73,16 +96,13 @@ func runCall(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, oneLine(msg))
 			return 1
 		}
-		callFailure(stderr, err, f.timeout)
+		callFailure(stderr, err, timeout)
 		return 2
 	}
 	if _, err := fmt.Fprintf(stdout, "%s\n", result); err != nil {
 		return 2
 	}
-	if f.listen <= 0 {
-		return 0
-	}
-	return listenPushes(c, f.listen, stdout, stderr)
+	return 0
 }
 
 // listenPushes prints the pushes (those that came before the result too)
@@ -174,8 +194,6 @@ func parseCall(args []string, stderr io.Writer) (*callFlags, error) {
 	switch {
 	case len(pos) == 0:
 		return nil, bad("missing METHOD")
-	case len(pos) > 2:
-		return nil, bad("too many arguments: want METHOD [PARAMS_JSON]")
 	case f.timeout <= 0:
 		return nil, bad("-timeout must be positive")
 	case f.listen < 0:
@@ -187,9 +205,20 @@ func parseCall(args []string, stderr io.Writer) (*callFlags, error) {
 	if !strings.HasPrefix(f.url, "ws://") && !strings.HasPrefix(f.url, "wss://") {
 		return nil, bad("-url %q: want ws://HOST:PORT/ws/CLIENT_ID", f.url)
 	}
-	f.method = pos[0]
-	if len(pos) == 2 {
-		f.params = []byte(pos[1])
+	// A JSON object or array is the params of the method before it; any
+	// other word is a method name.
+	for _, a := range pos {
+		isParams := strings.HasPrefix(strings.TrimSpace(a), "{") || strings.HasPrefix(strings.TrimSpace(a), "[")
+		switch {
+		case !isParams:
+			f.calls = append(f.calls, callSpec{method: a})
+		case len(f.calls) == 0:
+			return nil, bad("PARAMS_JSON %s before any METHOD", a)
+		case f.calls[len(f.calls)-1].params != nil:
+			return nil, bad("two PARAMS_JSON for %s", f.calls[len(f.calls)-1].method)
+		default:
+			f.calls[len(f.calls)-1].params = []byte(a)
+		}
 	}
 	return f, nil
 }

@@ -64,6 +64,38 @@ func TestCallResultAndErrors(t *testing.T) {
 	}
 }
 
+// TestCallSequence runs several calls on one connection: the room joined by
+// the first is still joined for the second, and the first error stops the
+// rest.
+func TestCallSequence(t *testing.T) {
+	_, base := callTestServer(t)
+	for _, p := range protocols.All {
+		t.Run(p.Name, func(t *testing.T) {
+			room := `{"room":"seq-` + p.Name + `"}`
+			send := `{"room":"seq-` + p.Name + `","message":"hi"}`
+			code, out, errs := callRun("-url", base+"seq", "-proto", p.Name,
+				chat.MethodJoin, room, chat.MethodSend, send, chat.MethodPing, chat.MethodHistory, room)
+			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			if code != 0 || errs != "" || len(lines) != 4 {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+			var sent chat.SendResult
+			var hist chat.HistoryResult
+			if err := json.Unmarshal([]byte(lines[1]), &sent); err != nil || sent.Offset != 1 {
+				t.Errorf("send printed %q (%v)", lines[1], err)
+			}
+			if err := json.Unmarshal([]byte(lines[3]), &hist); err != nil || len(hist.Messages) != 1 || hist.Messages[0].Message != "hi" || hist.Messages[0].From != "seq" {
+				t.Errorf("history printed %q (%v)", lines[3], err)
+			}
+
+			code, out, errs = callRun("-url", base+"seq2", "-proto", p.Name, chat.MethodPing, "chat.nope", chat.MethodPing)
+			if code != 1 || strings.Count(out, "\n") != 1 || errs != "error -32601: Method not found (chat.nope)\n" {
+				t.Errorf("error mid-sequence: exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+		})
+	}
+}
+
 func TestCallUsageAndConnectionErrors(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,10 +129,16 @@ func TestCallUsageAndConnectionErrors(t *testing.T) {
 			want: `unknown protocol "xml"`,
 		},
 		{
-			name: "too many arguments",
+			name: "two params",
 			args: []string{"chat.ping", "{}", "{}"},
 			code: 2,
-			want: "too many arguments",
+			want: "two PARAMS_JSON for chat.ping",
+		},
+		{
+			name: "params first",
+			args: []string{`{"room":"a"}`, "chat.join"},
+			code: 2,
+			want: "before any METHOD",
 		},
 		{
 			name: "refused",
