@@ -29,7 +29,8 @@ type Conn struct {
 	queue   []frame
 	spare   []frame
 	queued  int
-	closing bool
+	closing bool // no new input is read; replies to calls still go out
+	sealed  bool // the close frame is next: nothing more is queued
 	reason  CloseReason
 	code    ws.StatusCode // sent in the close frame
 	text    string
@@ -38,6 +39,13 @@ type Conn struct {
 	written chan struct{} // closed when the writer has finished
 
 	lastRead atomic.Int64 // unix nanos of the last frame read
+
+	// Concurrent calls in flight: slots bounds them (the reader blocks on a
+	// full slots, which is back-pressure on the client); calls is waited
+	// for before the close frame so that their replies are sent. Only the
+	// reader goroutine adds to calls.
+	slots chan struct{}
+	calls sync.WaitGroup
 }
 
 type frame struct {
@@ -91,7 +99,7 @@ func (c *Conn) Send(msg []byte) bool {
 
 func (c *Conn) enqueue(f frame) bool {
 	c.mu.Lock()
-	if c.closing {
+	if c.sealed || c.drop {
 		c.mu.Unlock()
 		return false
 	}
@@ -110,9 +118,10 @@ func (c *Conn) enqueue(f frame) bool {
 	return true
 }
 
-// closeWith starts closing: the writer flushes the queue (unless the reason
-// drops it), sends a close frame and half-closes; the reader is unblocked.
-// Only the first call has an effect.
+// closeWith starts closing: the reader stops reading and is unblocked;
+// once it has returned and the calls in flight are answered, the writer
+// flushes the queue (unless the reason drops it), sends a close frame and
+// half-closes. Only the first call has an effect.
 func (c *Conn) closeWith(r CloseReason, text string) {
 	c.closeCode(r, r.Code(), text)
 }
@@ -135,6 +144,23 @@ func (c *Conn) closeCode(r CloseReason, code ws.StatusCode, text string) {
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
+// seal lets the writer send the close frame: nothing more will be queued.
+func (c *Conn) seal() {
+	c.mu.Lock()
+	c.sealed = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Conn) dropping() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.drop
+}
+
 func (c *Conn) isClosing() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -152,14 +178,16 @@ func (c *Conn) writeLoop() {
 		select {
 		case <-c.wake:
 		case <-ping.C:
-			c.enqueue(frame{op: ws.OpPing})
+			if !c.isClosing() {
+				c.enqueue(frame{op: ws.OpPing})
+			}
 			continue
 		}
 		c.mu.Lock()
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
 		c.queued = 0
-		closing, drop, code, text := c.closing, c.drop, c.code, c.text
+		sealed, drop, code, text := c.sealed, c.drop, c.code, c.text
 		c.mu.Unlock()
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		err := writeFrames(bw, batch, drop)
@@ -167,15 +195,18 @@ func (c *Conn) writeLoop() {
 		c.mu.Lock()
 		c.spare = batch[:0]
 		c.mu.Unlock()
-		if err == nil && closing {
+		if err == nil && sealed {
 			err = writeClose(bw, code, text)
 		}
 		if err == nil {
 			err = bw.Flush()
 		}
-		if err != nil || closing {
+		if err != nil || sealed {
 			if err != nil {
 				c.closeWith(CloseIOError, "")
+				c.mu.Lock()
+				c.drop = true // nothing more can be written: refuse new frames
+				c.mu.Unlock()
 				_ = c.nc.Close()
 			} else if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 				_ = tc.CloseWrite()
@@ -216,10 +247,20 @@ func writeClose(bw *bufio.Writer, code ws.StatusCode, text string) error {
 }
 
 // serve runs the connection until it ends; it is the reader goroutine.
+// Calls in flight when it stops reading are answered before the close
+// frame, unless nobody is left to read the answers: then their context is
+// cancelled.
 func (c *Conn) serve(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go c.writeLoop()
 	r, code, text := c.readLoop(ctx)
 	c.closeCode(r, code, text)
+	if r == ClosePeer || r == CloseIOError || c.dropping() {
+		cancel()
+	}
+	c.calls.Wait()
+	c.seal()
 	<-c.written
 	if r != ClosePeer && r != CloseIOError {
 		c.awaitPeerClose()

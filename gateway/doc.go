@@ -4,30 +4,40 @@
 //
 // # Connections: goroutines and queues
 //
-// Each connection has exactly two goroutines. The reader (the HTTP
-// handler's goroutine, after the upgrade) reads frames, checks them against
-// RFC 6455 and the limits (size before allocating, frame type, UTF-8),
-// decodes them with the negotiated codec and runs the calls one at a time,
-// in order. The writer owns the socket's write side: it drains the
-// connection's send queue, coalescing everything queued into one flush, and
-// sends keepalive pings.
+// Each connection has two goroutines, plus one per call in flight to a
+// method declared Concurrent. The reader (the HTTP handler's goroutine,
+// after the upgrade) reads frames, checks them against RFC 6455 and the
+// limits (size before allocating, frame type, UTF-8), decodes them with the
+// negotiated codec and runs the calls one at a time, in order. A call to a
+// Concurrent method (not inside a batch) is instead started on its own
+// goroutine and the reader goes on; at most Config.MaxConcurrentCalls run
+// at once, and beyond that the reader waits for a slot, which pushes back
+// on the client through TCP. The writer owns the socket's write side: it
+// drains the connection's send queue, coalescing everything queued into one
+// flush, and sends keepalive pings.
 //
 // The send queue is bounded in bytes (Config.SendQueueBytes). Enqueueing
 // never blocks: a message that would overflow the queue closes the
 // connection with 1008 "slow consumer" (the queued data is dropped), so a
 // slow client never stalls a sender, a room or the hub.
 //
-// Closing is owned by one function, Conn.closeWith, safe from any goroutine
-// and idempotent: it records the close reason, wakes the writer (which
-// flushes what is queued, writes the close frame and half-closes) and
-// unblocks the reader. The reader then drains the peer's input briefly so
-// the close frame is not lost to a reset, and closes the socket.
+// Closing is started by Conn.closeWith, safe from any goroutine and
+// idempotent: it records the close reason and unblocks the reader. The
+// reader stops reading, waits for the calls in flight (their replies are
+// queued as usual; their context is cancelled only when nobody is left to
+// read the replies: the peer closed, the socket failed or the queue is
+// being dropped), then seals the queue. The writer flushes what is queued,
+// writes the close frame once the queue is sealed and half-closes. The
+// reader then drains the peer's input briefly so the close frame is not
+// lost to a reset, and closes the socket. So a server shutdown answers
+// every call it had read before it sends 1001.
 //
 // # The RPC core
 //
 // Methods are declared once with typed params and results (Register); the
 // codec of the connection decodes params and encodes results, so a method
 // never sees an encoding. Middleware wraps every call; the first one logs.
+// A panic in a handler is recovered and answered with -32603.
 // Handlers get a context carrying the caller's identity (ConnInfoFrom).
 //
 // # Hub

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/subgate/subgate/codec"
@@ -34,14 +35,30 @@ type Middleware func(next Handler) Handler
 
 // Router holds the methods and the middleware chain.
 type Router struct {
-	methods map[string]Handler
+	methods map[string]route
 	mw      []Middleware
 	chain   Handler
 }
 
+type route struct {
+	h          Handler
+	concurrent bool
+}
+
+// MethodOption changes how a method is run.
+type MethodOption func(*route)
+
+// Concurrent declares that a method's calls need not be answered in order:
+// the connection runs each in its own goroutine (at most
+// Config.MaxConcurrentCalls at once) and goes on reading, so a slow call
+// does not hold up the calls after it. Use it for methods that wait on
+// something outside the gateway. Calls inside a batch are still run in
+// order.
+func Concurrent(r *route) { r.concurrent = true }
+
 // NewRouter returns an empty router.
 func NewRouter() *Router {
-	r := &Router{methods: map[string]Handler{}}
+	r := &Router{methods: map[string]route{}}
 	r.chain = r.dispatch
 	return r
 }
@@ -56,13 +73,24 @@ func (r *Router) Use(m ...Middleware) {
 	r.chain = h
 }
 
-// Handle declares a method with an untyped handler.
-func (r *Router) Handle(name string, h Handler) { r.methods[name] = h }
+// Handle declares a method with an untyped handler. Methods are answered
+// in the order their calls arrive on a connection unless declared
+// [Concurrent].
+func (r *Router) Handle(name string, h Handler, opts ...MethodOption) {
+	rt := route{h: h}
+	for _, o := range opts {
+		o(&rt)
+	}
+	r.methods[name] = rt
+}
+
+// IsConcurrent reports whether name was declared [Concurrent].
+func (r *Router) IsConcurrent(name string) bool { return r.methods[name].concurrent }
 
 // Register declares a method with typed params and result: the router
 // decodes params into a new P (a decode error is -32602) and hands the
 // returned *R to the connection's codec.
-func Register[P, R any](r *Router, name string, fn func(ctx context.Context, p *P) (*R, error)) {
+func Register[P, R any](r *Router, name string, fn func(ctx context.Context, p *P) (*R, error), opts ...MethodOption) {
 	r.Handle(name, func(ctx context.Context, call *Call) (any, error) {
 		p := new(P)
 		if err := call.Bind(p); err != nil {
@@ -73,19 +101,45 @@ func Register[P, R any](r *Router, name string, fn func(ctx context.Context, p *
 			return nil, err
 		}
 		return res, nil
-	})
+	}, opts...)
 }
 
-// Serve runs a call through the middleware to its method.
-func (r *Router) Serve(ctx context.Context, call *Call) (any, error) { return r.chain(ctx, call) }
+// Serve runs a call through the middleware to its method. A panic in a
+// handler or middleware is recovered and becomes -32603 Internal error
+// (*PanicError, which the Logging middleware logs with its stack).
+func (r *Router) Serve(ctx context.Context, call *Call) (res any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = nil, &PanicError{Method: call.Method, Value: v, Stack: debug.Stack(), inMiddleware: true}
+		}
+	}()
+	return r.chain(ctx, call)
+}
 
-func (r *Router) dispatch(ctx context.Context, call *Call) (any, error) {
-	h, ok := r.methods[call.Method]
+func (r *Router) dispatch(ctx context.Context, call *Call) (res any, err error) {
+	rt, ok := r.methods[call.Method]
 	if !ok {
 		return nil, &codec.Error{Code: codec.CodeMethodNotFound, Message: "Method not found", Data: call.Method}
 	}
-	return h(ctx, call)
+	// Recovered here too, so that middleware sees the error.
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = nil, &PanicError{Method: call.Method, Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return rt.h(ctx, call)
 }
+
+// PanicError is a handler's recovered panic. The client gets -32603.
+type PanicError struct {
+	Method string
+	Value  any
+	Stack  []byte
+
+	inMiddleware bool // not seen by the Logging middleware: the server logs it
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic in %s: %v", e.Method, e.Value) }
 
 // asRPCError turns any handler error into the error sent to the client.
 func asRPCError(err error) *codec.Error {
@@ -110,7 +164,11 @@ func Logging(log *slog.Logger) Middleware {
 			case err == nil:
 				log.LogAttrs(ctx, slog.LevelDebug, "call", argsToAttrs(attrs)...)
 			case e.Code == codec.CodeInternalError:
-				log.Error("call failed", append(attrs, "err", fmt.Sprint(err))...)
+				attrs = append(attrs, "err", fmt.Sprint(err))
+				if pe, ok := errors.AsType[*PanicError](err); ok {
+					attrs = append(attrs, "stack", string(pe.Stack))
+				}
+				log.Error("call failed", attrs...)
 			default:
 				log.Info("call refused", append(attrs, "code", e.Code, "err", e.Message)...)
 			}

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -37,6 +39,10 @@ type Config struct {
 	MaxMessageSize int64
 	// SendQueueBytes bounds each connection's send queue. Default 4 MiB.
 	SendQueueBytes int
+	// MaxConcurrentCalls bounds the calls to Concurrent methods that one
+	// connection has in flight; beyond it the connection stops reading
+	// until one finishes. Default 16.
+	MaxConcurrentCalls int
 	// HandshakeTimeout bounds the upgrade request. Default 10s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (not even a pong)
@@ -70,6 +76,7 @@ func (c Config) withDefaults() Config {
 	}
 	setDefault(&c.MaxMessageSize, 1<<20)
 	setDefault(&c.SendQueueBytes, 4<<20)
+	setDefault(&c.MaxConcurrentCalls, 16)
 	setDefault(&c.HandshakeTimeout, 10*time.Second)
 	setDefault(&c.IdleTimeout, 60*time.Second)
 	setDefault(&c.PingInterval, 25*time.Second)
@@ -176,6 +183,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		info: ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: nc.RemoteAddr().String()},
 		srv:  s, nc: nc, br: rw.Reader,
 		wake: make(chan struct{}, 1), written: make(chan struct{}),
+		slots: make(chan struct{}, s.cfg.MaxConcurrentCalls),
 	}
 	if refuse {
 		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"), "reject_mode", "close")
@@ -222,12 +230,18 @@ func (s *Server) run(c *Conn) {
 	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(), "code", int(c.code))
 }
 
-// handleMessage decodes one WebSocket message and answers its calls in order.
+// handleMessage decodes one WebSocket message and answers its calls in
+// order, except that a single call to a Concurrent method is started in
+// its own goroutine and the reader goes on.
 func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 	cd := c.Codec()
 	msgs, batch, err := cd.Decode(nil, frame)
 	if err != nil {
 		s.reply(c, cd, codec.NullID, nil, err)
+		return
+	}
+	if !batch && len(msgs) == 1 && msgs[0].Kind != codec.KindInvalid && s.router.IsConcurrent(msgs[0].Method) {
+		s.callConcurrent(ctx, c, cd, frame)
 		return
 	}
 	var items [][]byte
@@ -252,6 +266,28 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 	}
 }
 
+// callConcurrent runs the one call in frame in a goroutine. The message is
+// decoded again from a copy of the frame, which the reader reuses.
+func (s *Server) callConcurrent(ctx context.Context, c *Conn, cd codec.Codec, frame []byte) {
+	own := bytes.Clone(frame)
+	msgs, _, err := cd.Decode(nil, own)
+	if err != nil || len(msgs) != 1 {
+		s.log.Error("decoding a copied frame failed", "err", err)
+		return
+	}
+	c.slots <- struct{}{} // a full set of slots blocks the reader
+	c.calls.Add(1)
+	go func() {
+		defer func() {
+			<-c.slots
+			c.calls.Done()
+		}()
+		if out := s.call(ctx, c, cd, msgs[0]); out != nil {
+			c.Send(out)
+		}
+	}()
+}
+
 // call runs one message and returns the encoded reply, or nil for none.
 func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
 	switch m.Kind {
@@ -263,6 +299,9 @@ func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Mess
 	}
 	call := &Call{Method: m.Method, Params: m.Body, Codec: cd, Notification: m.Kind == codec.KindNotification}
 	res, err := s.router.Serve(ctx, call)
+	if pe, ok := errors.AsType[*PanicError](err); ok && pe.inMiddleware {
+		s.log.Error("middleware panicked", "method", pe.Method, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+	}
 	if m.Kind == codec.KindNotification {
 		return nil
 	}

@@ -71,6 +71,7 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 	str(&c.RejectMode, "reject-mode", "status", `refusal when nothing offered is supported: "status" (HTTP 400) or "close" (101, then close 1002)`)
 	num(&maxMsg, "max-message-size", 1<<20, "largest message in bytes (close 1009 beyond)")
 	num(&c.SendQueueBytes, "send-queue-bytes", 4<<20, "per-connection send queue bound in bytes (slow consumers are closed with 1008)")
+	num(&c.MaxConcurrentCalls, "max-concurrent-calls", 16, "calls to concurrent methods one connection may have in flight")
 	num(&c.HistorySize, "history-size", 1000, "messages kept per room")
 	dur(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "upgrade request timeout")
 	dur(&c.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long")
