@@ -261,3 +261,19 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 		}
 	}
 }
+
+// A client is reachable as soon as its handshake completes: the server
+// registers the connection before it sends the 101. (Registering after the
+// upgrade left a window in which chat.direct found nobody.)
+func TestReachableAsSoonAsConnected(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	b := dial(t, addr, "sender", protocols.BinaryRaw)
+	for i := range 50 {
+		id := fmt.Sprint("fresh", i)
+		a := dial(t, addr, id, protocols.All[i%len(protocols.All)].Name)
+		if r := call[chat.DirectResult](t, b, chat.MethodDirect, &chat.DirectParams{To: id, Message: "hi"}); r.Delivered != 1 {
+			t.Fatalf("connection %d: delivered to %d, want 1", i, r.Delivered)
+		}
+		a.Close()
+	}
+}

@@ -22,8 +22,10 @@ import (
 type Conn struct {
 	info ConnInfo
 	srv  *Server
-	nc   net.Conn
-	br   *bufio.Reader
+	// nc and br are set by attach, under mu, after the upgrade; the reader
+	// and writer goroutines start after that and use them without the lock.
+	nc net.Conn
+	br *bufio.Reader
 
 	mu      sync.Mutex
 	queue   []frame
@@ -140,8 +142,24 @@ func (c *Conn) closeCode(r CloseReason, code ws.StatusCode, text string) {
 	default:
 	}
 	// Unblock a reader waiting for input. A reader busy with a call finishes
-	// it first; its reply is flushed before the close frame.
-	_ = c.nc.SetReadDeadline(time.Now())
+	// it first; its reply is flushed before the close frame. Before the
+	// upgrade there is no socket yet: attach sees closing instead.
+	if nc := c.socket(); nc != nil {
+		_ = nc.SetReadDeadline(time.Now())
+	}
+}
+
+// attach gives a registered connection its socket once upgraded.
+func (c *Conn) attach(nc net.Conn, br *bufio.Reader) {
+	c.mu.Lock()
+	c.nc, c.br = nc, br
+	c.mu.Unlock()
+}
+
+func (c *Conn) socket() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nc
 }
 
 // seal lets the writer send the close frame: nothing more will be queued.
@@ -298,10 +316,13 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 	)
 	max := c.srv.cfg.MaxMessageSize
 	for {
+		// Deadline first, then the check: closeCode sets closing before it
+		// moves the deadline to now, so either this sees closing or the
+		// read below is unblocked.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
 		if c.isClosing() {
 			return CloseNormal, 0, ""
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
 		h, err := ws.ReadHeaderBuffer(c.br, hdrBuf[:])
 		if err != nil {
 			return c.readError(err)

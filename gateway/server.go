@@ -158,17 +158,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no supported subprotocol; supported: "+protocols.Names(s.cfg.Protocols), http.StatusBadRequest)
 		return
 	}
-	s.mu.Lock()
-	draining := s.draining
-	if !draining {
-		s.wg.Add(1)
+	c := &Conn{
+		info:    ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: r.RemoteAddr},
+		srv:     s,
+		wake:    make(chan struct{}, 1),
+		written: make(chan struct{}),
+		slots:   make(chan struct{}, s.cfg.MaxConcurrentCalls),
 	}
-	s.mu.Unlock()
-	if draining {
+	if refuse {
+		c.info.Protocol = s.cfg.Protocols[0]
+	}
+	// The connection is registered, and reachable through the hub, before
+	// the 101 goes out: a client that has its handshake can be sent to at
+	// once. Pushes meanwhile wait in its queue.
+	if !s.register(c, !refuse) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
+	defer s.unregister(c, !refuse)
 	offered := len(r.Header.Values("Sec-WebSocket-Protocol")) > 0
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
 	if offered && ok {
@@ -179,20 +186,43 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("upgrade failed", "client_id", id, "err", err)
 		return
 	}
-	c := &Conn{
-		info: ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: nc.RemoteAddr().String()},
-		srv:  s, nc: nc, br: rw.Reader,
-		wake: make(chan struct{}, 1), written: make(chan struct{}),
-		slots: make(chan struct{}, s.cfg.MaxConcurrentCalls),
-	}
+	c.attach(nc, rw.Reader)
 	if refuse {
 		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"), "reject_mode", "close")
-		c.info.Protocol = s.cfg.Protocols[0]
 		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
 		c.serve(r.Context())
 		return
 	}
-	s.run(c)
+	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name, "remote", c.info.Remote)
+	c.serve(context.WithValue(context.Background(), connKey{}, c))
+	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(), "code", int(c.code))
+}
+
+// register adds a connection about to be upgraded, and to the hub if
+// live; it refuses while the server drains.
+func (s *Server) register(c *Conn, live bool) bool {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return false
+	}
+	s.wg.Add(1)
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	if live {
+		s.hub.Attach(c)
+	}
+	return true
+}
+
+func (s *Server) unregister(c *Conn, live bool) {
+	if live {
+		s.hub.Detach(c)
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // negotiate picks the protocol for an offer. refuse is true when nothing
@@ -209,25 +239,6 @@ func (s *Server) negotiate(offer []string) (p protocols.Protocol, refuse, ok boo
 		return p, false, true
 	}
 	return p, s.cfg.RejectMode == "close", false
-}
-
-func (s *Server) run(c *Conn) {
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	draining := s.draining
-	s.mu.Unlock()
-	if draining {
-		c.closeWith(CloseGoingAway, "server shutting down")
-	}
-	s.hub.Attach(c)
-	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name, "remote", c.info.Remote)
-	ctx := context.WithValue(context.Background(), connKey{}, c)
-	c.serve(ctx)
-	s.hub.Detach(c)
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(), "code", int(c.code))
 }
 
 // handleMessage decodes one WebSocket message and answers its calls in
