@@ -10,7 +10,7 @@ import (
 
 const usage = `usage:
   subgate [serve] [flags]   run the gateway (subgate serve -h for flags)
-  subgate call [flags] METHOD [PARAMS_JSON]   call a method (subgate call -h)
+  subgate call [flags] METHOD [PARAMS_JSON]...   call methods (subgate call -h)
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/subgate/subgate/client"
+	"github.com/subgate/subgate/protocols/chat"
+)
+
+// TestMain lets a test run the real binary: the test executable re-executed
+// with SUBGATE_TEST_MAIN=1 is `subgate` with the given arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv("SUBGATE_TEST_MAIN") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// TestServeSignals runs `subgate serve` as a process: it logs the address
+// it listens on, answers calls, and on SIGTERM or SIGINT closes every
+// client with 1001 and exits 0.
+func TestServeSignals(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "serve", "-addr", "127.0.0.1:0")
+			cmd.Env = append(os.Environ(), "SUBGATE_TEST_MAIN=1")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			lines := bufio.NewScanner(stderr)
+			var addr string
+			for addr == "" && lines.Scan() {
+				if m := listening.FindStringSubmatch(lines.Text()); m != nil {
+					addr = m[1]
+				}
+			}
+			if addr == "" {
+				t.Fatal("the server never logged its address")
+			}
+			go func() { // keep the pipe drained
+				for lines.Scan() {
+				}
+			}()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := client.Dial(ctx, "ws://"+addr+"/ws/sig", client.Options{Protocol: "msgpack"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var res chat.PingResult
+			if err := c.Call(ctx, chat.MethodPing, &chat.PingParams{}, &res); err != nil || res.Status != "ok" {
+				t.Fatalf("ping: %+v, %v", res, err)
+			}
+
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("exit: %v, want status 0", err)
+			}
+			select {
+			case <-c.Done():
+			case <-ctx.Done():
+				t.Fatal("client still connected after the server exited")
+			}
+			var ce *client.CloseError
+			if !errors.As(c.Err(), &ce) || ce.Code != 1001 {
+				t.Fatalf("client ended with %v, want close 1001", c.Err())
+			}
+		})
+	}
+}
