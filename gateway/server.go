@@ -92,6 +92,30 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// checkPositive refuses negative limits and durations (zero means the
+// default and has been replaced by it).
+func (c Config) checkPositive() error {
+	for _, v := range []struct {
+		name string
+		n    int64
+	}{
+		{"MaxMessageSize", c.MaxMessageSize},
+		{"SendQueueBytes", int64(c.SendQueueBytes)},
+		{"MaxConcurrentCalls", int64(c.MaxConcurrentCalls)},
+		{"HistorySize", int64(c.HistorySize)},
+		{"HandshakeTimeout", int64(c.HandshakeTimeout)},
+		{"IdleTimeout", int64(c.IdleTimeout)},
+		{"PingInterval", int64(c.PingInterval)},
+		{"WriteTimeout", int64(c.WriteTimeout)},
+		{"CloseTimeout", int64(c.CloseTimeout)},
+	} {
+		if v.n < 0 {
+			return fmt.Errorf("gateway: %s must not be negative", v.name)
+		}
+	}
+	return nil
+}
+
 func setDefault[T comparable](v *T, def T) {
 	var zero T
 	if *v == zero {
@@ -128,6 +152,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RejectMode != "status" && cfg.RejectMode != "close" {
 		return nil, errors.New(`gateway: reject mode must be "status" or "close"`)
+	}
+	if err := cfg.checkPositive(); err != nil {
+		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), conns: map[*Conn]struct{}{}}
 	s.router.Use(Logging(s.log))

@@ -77,6 +77,7 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 	dur(&c.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long")
 	dur(&c.PingInterval, "ping-interval", 25*time.Second, "keepalive ping interval")
 	dur(&c.WriteTimeout, "write-timeout", 10*time.Second, "timeout of one write to a client")
+	dur(&c.CloseTimeout, "close-timeout", 2*time.Second, "how long a closing connection waits for the client's close frame")
 	dur(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for connections to close")
 	str(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&f.logFormat, "log-format", "text", "text or json")

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -85,5 +87,52 @@ func TestServeSignals(t *testing.T) {
 				t.Fatalf("client ended with %v, want close 1001", c.Err())
 			}
 		})
+	}
+}
+
+// Every setting is a flag whose default comes from its SUBGATE_* variable;
+// a flag given on the command line wins over the environment.
+func TestServeFlagsAndEnv(t *testing.T) {
+	t.Setenv("SUBGATE_ADDR", "127.0.0.1:9999")
+	t.Setenv("SUBGATE_IDLE_TIMEOUT", "7s")
+	t.Setenv("SUBGATE_MAX_MESSAGE_SIZE", "4096")
+	t.Setenv("SUBGATE_PROTOCOLS", "msgpack, binary-raw")
+	t.Setenv("SUBGATE_CLOSE_TIMEOUT", "3s")
+	f, err := parseServe([]string{"-idle-timeout", "9s", "-reject-mode", "close"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.cfg
+	if f.addr != "127.0.0.1:9999" || c.IdleTimeout != 9*time.Second || c.MaxMessageSize != 4096 ||
+		c.RejectMode != "close" || c.CloseTimeout != 3*time.Second || len(c.Protocols) != 2 || c.Protocols[0].Name != "msgpack" {
+		t.Fatalf("parsed %+v, config %+v", f, c)
+	}
+
+	for _, env := range [][2]string{
+		{"SUBGATE_IDLE_TIMEOUT", "soon"},
+		{"SUBGATE_MAX_MESSAGE_SIZE", "big"},
+		{"SUBGATE_PROTOCOLS", "xml"},
+	} {
+		t.Run(env[0], func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			if _, err := parseServe(nil, io.Discard); err == nil || !strings.Contains(err.Error(), env[1]) && !strings.Contains(err.Error(), env[0]) {
+				t.Fatalf("%s=%s: err %v", env[0], env[1], err)
+			}
+		})
+	}
+}
+
+// A setting the gateway refuses is a one-line error and exit status 2.
+func TestServeRefusesBadSettings(t *testing.T) {
+	for _, args := range [][]string{
+		{"-max-message-size", "-1"},
+		{"-idle-timeout", "-5s"},
+		{"-reject-mode", "maybe"},
+		{"-protocols", "msgpack", "-default-protocol", "json-rpc"},
+	} {
+		var stderr strings.Builder
+		if code := runServe(args, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.HasPrefix(stderr.String(), "subgate: ") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
 	}
 }
