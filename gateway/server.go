@@ -137,6 +137,8 @@ type Server struct {
 	conns    map[*Conn]struct{}
 	draining bool
 	wg       sync.WaitGroup
+	// left is closed, and replaced, whenever a connection is removed.
+	left chan struct{}
 }
 
 // ErrServerClosed is returned for connections attempted after Shutdown.
@@ -156,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.checkPositive(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), conns: map[*Conn]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), conns: map[*Conn]struct{}{}, left: make(chan struct{})}
 	s.router.Use(Logging(s.log))
 	RegisterChat(s.router, s.hub)
 	s.mux = http.NewServeMux()
@@ -248,6 +250,8 @@ func (s *Server) unregister(c *Conn, live bool) {
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
+	close(s.left)
+	s.left = make(chan struct{})
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -398,4 +402,22 @@ func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// WaitConns blocks until the server has at most n connections (those being
+// upgraded included) or ctx ends.
+func (s *Server) WaitConns(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		count, left := len(s.conns), s.left
+		s.mu.Unlock()
+		if count <= n {
+			return nil
+		}
+		select {
+		case <-left:
+		case <-ctx.Done():
+			return fmt.Errorf("gateway: %d connections still open: %w", count, ctx.Err())
+		}
+	}
 }

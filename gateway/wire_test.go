@@ -328,3 +328,29 @@ func TestJSONRPCErrors(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+func TestWaitConns(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	a := handshake(t, addr, "/ws/a", strp("json-rpc"))
+	b := handshake(t, addr, "/ws/b", strp("json-rpc"))
+	a.callJSON(`{"jsonrpc":"2.0","method":"chat.ping","id":1}`)
+	b.callJSON(`{"jsonrpc":"2.0","method":"chat.ping","id":1}`)
+	if n := srv.Conns(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := srv.WaitConns(done, 1); err == nil || !strings.Contains(err.Error(), "2 connections still open") {
+		t.Fatalf("WaitConns with 2 open and a cancelled context: %v", err)
+	}
+	a.send(ws.OpClose, true, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := srv.WaitConns(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	b.nc.Close()
+	if err := srv.WaitConns(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+}

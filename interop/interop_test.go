@@ -100,13 +100,10 @@ func runScript(t *testing.T, dir, name string, args ...string) {
 // waitNoConns checks that the clients closed every connection they opened.
 func waitNoConns(t *testing.T, srv *gateway.Server) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.Conns() > 0 {
-		if time.Now().After(deadline) {
-			t.Errorf("%d connection(s) still open 5s after the script exited", srv.Conns())
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.WaitConns(ctx, 0); err != nil {
+		t.Errorf("5s after the script exited: %v", err)
 	}
 }
 
