@@ -1,12 +1,22 @@
 // Package interop runs third-party clients against an in-process subgate
 // gateway: a Node client (node/interop.mjs, with the npm packages ws and
 // @msgpack/msgpack) and a Python client (python/interop.py, with Debian's
-// python3-websockets and python3-msgpack). Both are written from the
-// specifications a third-party user has (README.md, protocols/*.md and
-// testdata/golden) and import nothing from this module; they check the
-// chat methods, server pushes, error codes, cross-encoding delivery
-// (json-rpc, msgpack and binary-raw clients in one room) and subprotocol
-// negotiation, including the HTTP 400 for an offer with no supported name.
+// python3-websockets and python3-msgpack, and its own binary-raw codec
+// python/binraw.py). Both are written from the specifications a third-party
+// user has (README.md, protocols/*.md and testdata/golden) and import
+// nothing from this module; each speaks the three subprotocols (json-rpc,
+// msgpack and binary-raw) and checks the chat methods, server pushes, error
+// codes, cross-encoding delivery (json-rpc, msgpack and binary-raw clients
+// in one room) and subprotocol negotiation, including the HTTP 400 for an
+// offer with no supported name.
+//
+// The Python binary-raw codec is written from protocols/binary-raw.md alone,
+// to show the specification is enough. Besides its checks against the
+// gateway (every frame kind, batches, the parse and params errors, the
+// spec's example frames answered byte for byte), interop.py checks it
+// offline against every hex example in protocols/binary-raw.md (and that
+// it checks every one there is) and every binary-raw line of
+// testdata/golden, which it reads from this checkout.
 //
 // The tests need Node.js, npm packages and Debian packages that a plain
 // `go test ./...` does not, so they are skipped unless SUBGATE_INTEROP=1.
