@@ -351,7 +351,7 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 				return CloseUnsupportedData, CloseUnsupportedData.Code(), c.info.Protocol.Name + " takes " + want + " frames"
 			}
 		}
-		if int64(len(msg))+h.Length > max {
+		if h.Length > max-int64(len(msg)) { // len(msg) <= max: no overflow
 			return CloseTooBig, CloseTooBig.Code(), "message too big"
 		}
 		n := len(msg)

@@ -201,6 +201,16 @@ func TestHostileHugeLength(t *testing.T) {
 		{"1<<40 binary", protocols.BinaryRaw, func(c *rawConn) {
 			c.sendHeader(ws.Header{Fin: true, OpCode: ws.OpBinary, Length: 1 << 40}, nil)
 		}, ws.StatusMessageTooBig},
+		// A continuation whose length plus what was already received
+		// overflows int64 must not pass the size check.
+		{"MaxInt64 after a fragment", protocols.JSONRPC, func(c *rawConn) {
+			c.send(ws.OpText, false, []byte(`{"jsonrpc":`))
+			c.sendHeader(ws.Header{Fin: true, OpCode: ws.OpContinuation, Length: math.MaxInt64}, nil)
+		}, ws.StatusMessageTooBig},
+		{"MaxInt64-1 after a fragment", protocols.MsgPack, func(c *rawConn) {
+			c.send(ws.OpBinary, false, []byte{0x81, 0xa1})
+			c.sendHeader(ws.Header{Fin: true, OpCode: ws.OpContinuation, Length: math.MaxInt64 - 1}, nil)
+		}, ws.StatusMessageTooBig},
 		// RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
 		{"64-bit length with the MSB set", protocols.JSONRPC, func(c *rawConn) {
 			mask := ws.NewMask()
