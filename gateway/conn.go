@@ -419,6 +419,9 @@ func (c *Conn) control(op ws.OpCode, p []byte) (bool, CloseReason, ws.StatusCode
 			}
 			return true, CloseProtocolError, CloseProtocolError.Code(), err.Error()
 		}
+		if code > 4999 { // undefined (RFC 6455 §7.4.2); CheckCloseFrameData lets them pass
+			return true, CloseProtocolError, CloseProtocolError.Code(), "close code out of range"
+		}
 		return true, ClosePeer, code, ""
 	}
 	return false, 0, 0, ""

@@ -314,8 +314,8 @@ func TestHostileCloseCodes(t *testing.T) {
 		}
 	}
 	// RFC 6455 §7.4: 0-999 unused, 1004 reserved, 1005/1006/1015 never
-	// sent in a frame, 1016-2999 unassigned.
-	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 1016, 2999} {
+	// sent in a frame, 1016-2999 unassigned, 5000 and up undefined.
+	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535} {
 		cases = append(cases, hostileCase{fmt.Sprint("invalid ", code), protocols.JSONRPC, closeWith(code, ""), ws.StatusProtocolError})
 	}
 	for _, code := range []int{1000, 1001, 3000, 4999} {
