@@ -366,33 +366,39 @@ func TestHostileHandshake(t *testing.T) {
 		req    string
 		status int
 		header string // a response header that must be present, as "Name: value"
+		// closed: the server closes the connection after the response
+		// (rejections by the upgrader, on a hijacked connection).
+		closed bool
 	}{
-		{"id of 65 characters", request("GET", "/ws/"+strings.Repeat("a", 65), key+version), 400, ""},
-		{"id with a space", request("GET", "/ws/a%20b", key+version), 400, ""},
-		{"id with an escaped slash", request("GET", "/ws/a%2Fb", key+version), 400, ""},
-		{"id with a colon", request("GET", "/ws/a:b", key+version), 400, ""},
-		{"id with non-ASCII", request("GET", "/ws/%C3%A9", key+version), 400, ""},
-		{"id with a NUL", request("GET", "/ws/a%00b", key+version), 400, ""},
-		{"empty id", request("GET", "/ws/", key+version), 404, ""},
-		{"no id", request("GET", "/ws", key+version), 404, ""},
-		{"id of two segments", request("GET", "/ws/a/b", key+version), 404, ""},
-		{"POST", request("POST", "/ws/alice", key+version), 405, "Allow: GET, HEAD"},
-		{"PUT", request("PUT", "/ws/alice", key+version), 405, "Allow: GET, HEAD"},
-		{"HEAD", request("HEAD", "/ws/alice", key+version), 405, ""},
-		{"no Sec-WebSocket-Key", request("GET", "/ws/alice", version), 400, ""},
-		{"short Sec-WebSocket-Key", request("GET", "/ws/alice", "Sec-WebSocket-Key: c2hvcnQ=\r\n"+version), 400, ""},
-		{"no Sec-WebSocket-Version", request("GET", "/ws/alice", key), 400, ""},
-		{"Sec-WebSocket-Version 8", request("GET", "/ws/alice", key+"Sec-WebSocket-Version: 8\r\n"), 426, "Sec-WebSocket-Version: 13"},
-		{"no Upgrade", strings.Replace(request("GET", "/ws/alice", key+version), "Upgrade: websocket\r\n", "", 1), 400, ""},
-		{"Connection: keep-alive", strings.Replace(request("GET", "/ws/alice", key+version), "Connection: Upgrade", "Connection: keep-alive", 1), 400, ""},
+		{"id of 65 characters", request("GET", "/ws/"+strings.Repeat("a", 65), key+version), 400, "", false},
+		{"id with a space", request("GET", "/ws/a%20b", key+version), 400, "", false},
+		{"id with an escaped slash", request("GET", "/ws/a%2Fb", key+version), 400, "", false},
+		{"id with a colon", request("GET", "/ws/a:b", key+version), 400, "", false},
+		{"id with non-ASCII", request("GET", "/ws/%C3%A9", key+version), 400, "", false},
+		{"id with a NUL", request("GET", "/ws/a%00b", key+version), 400, "", false},
+		{"empty id", request("GET", "/ws/", key+version), 404, "", false},
+		{"no id", request("GET", "/ws", key+version), 404, "", false},
+		{"id of two segments", request("GET", "/ws/a/b", key+version), 404, "", false},
+		{"POST", request("POST", "/ws/alice", key+version), 405, "Allow: GET, HEAD", false},
+		{"PUT", request("PUT", "/ws/alice", key+version), 405, "Allow: GET, HEAD", false},
+		{"HEAD", request("HEAD", "/ws/alice", key+version), 405, "", true},
+		{"no Sec-WebSocket-Key", request("GET", "/ws/alice", version), 400, "", true},
+		{"short Sec-WebSocket-Key", request("GET", "/ws/alice", "Sec-WebSocket-Key: c2hvcnQ=\r\n"+version), 400, "", true},
+		{"no Sec-WebSocket-Version", request("GET", "/ws/alice", key), 400, "", true},
+		{"Sec-WebSocket-Version 8", request("GET", "/ws/alice", key+"Sec-WebSocket-Version: 8\r\n"), 426, "Sec-WebSocket-Version: 13", true},
+		{"no Upgrade", strings.Replace(request("GET", "/ws/alice", key+version), "Upgrade: websocket\r\n", "", 1), 400, "", true},
+		{"Connection: keep-alive", strings.Replace(request("GET", "/ws/alice", key+version), "Connection: Upgrade", "Connection: keep-alive", 1), 400, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, _, _ := rawRequest(t, addr, tc.req)
+			resp, nc, br := rawRequest(t, addr, tc.req)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
 			}
 			if name, value, ok := strings.Cut(tc.header, ": "); ok && resp.Header.Get(name) != value {
 				t.Fatalf("%s: %q, want %q", name, resp.Header.Get(name), value)
+			}
+			if tc.closed {
+				expectEOF(t, nc, br)
 			}
 			expectHealthy(t, addr)
 			expectNoConns(t, srv)

@@ -213,6 +213,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		s.log.Info("upgrade failed", "client_id", id, "err", err)
+		if nc != nil {
+			_ = nc.Close() // hijacked to write the refusal: nobody else closes it
+		}
 		return
 	}
 	c.attach(nc, rw.Reader)
