@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"syscall"
@@ -402,6 +403,68 @@ func TestHostileHandshake(t *testing.T) {
 			}
 			expectHealthy(t, addr)
 			expectNoConns(t, srv)
+		})
+	}
+}
+
+// startServerAsServed runs a gateway behind an http.Server configured as
+// cmd/subgate configures it: the request's headers are bounded by
+// Config.HandshakeTimeout (the gateway, a handler, only runs once they are
+// read).
+func startServerAsServed(t *testing.T, cfg Config) string {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv)
+	hs.Config.ReadHeaderTimeout = cfg.HandshakeTimeout
+	hs.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		hs.Close()
+	})
+	return hs.Listener.Addr().String()
+}
+
+func TestHostileSlowloris(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	addr := startServerAsServed(t, Config{HandshakeTimeout: timeout})
+	// net/http parses what it has of an unfinished request line when the
+	// timeout strikes, and refuses it with 400; once the line is complete
+	// it closes without a word.
+	const refused = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+	for _, tc := range []struct{ name, partial, answer string }{
+		{"half a request line", "GET /ws/ali", refused},
+		{"request line, no headers", "GET /ws/alice HTTP/1.1\r\n", ""},
+		{"headers without the blank line", "GET /ws/alice HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			start := time.Now()
+			if _, err := io.WriteString(nc, tc.partial); err != nil {
+				t.Fatal(err)
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(nc)
+			if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("after %q: %v; want the server to close the connection", got, err)
+			}
+			if string(got) != tc.answer {
+				t.Fatalf("answered %q, want %q", got, tc.answer)
+			}
+			if el := time.Since(start); el < timeout*3/4 {
+				t.Fatalf("closed after %v, before the handshake timeout %v", el, timeout)
+			}
+			expectHealthy(t, addr)
 		})
 	}
 }
