@@ -7,8 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/protocols"
 )
 
 // gate holds test calls until the test releases them by key.
@@ -190,5 +194,33 @@ func TestHandlerPanic(t *testing.T) {
 	}
 	if v := c.callJSON(`{"jsonrpc":"2.0","method":"chat.ping","id":9}`); v["result"] == nil {
 		t.Fatalf("ping after panics: %v", v)
+	}
+}
+
+// panicCodec is a codec with a bug: it panics on every frame.
+type panicCodec struct{ codec.Codec }
+
+func (panicCodec) Decode([]codec.Message, []byte) ([]codec.Message, bool, error) {
+	panic("codec bug")
+}
+
+// A panic in a connection's reader (here a codec's) closes that connection
+// with 1011; the server and its other connections go on.
+func TestReaderPanicCloses1011(t *testing.T) {
+	json := protocols.All[0]
+	buggy := protocols.Protocol{Name: "buggy", Codec: panicCodec{json.Codec}}
+	srv, addr := startServer(t, Config{Protocols: []protocols.Protocol{json, buggy}})
+	other := handshake(t, addr, "/ws/other", strp("json-rpc"))
+	c := handshake(t, addr, "/ws/alice", strp("buggy"))
+	c.sendJSON(`{"jsonrpc":"2.0","method":"chat.ping","id":1}`)
+	c.expectClose(ws.StatusInternalServerError)
+	c.nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.WaitConns(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if v := other.callJSON(`{"jsonrpc":"2.0","method":"chat.ping","id":2}`); v["result"] == nil {
+		t.Fatalf("other connection after the panic: %v", v)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,7 +274,7 @@ func (c *Conn) serve(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go c.writeLoop()
-	r, code, text := c.readLoop(ctx)
+	r, code, text := c.readSafely(ctx)
 	c.closeCode(r, code, text)
 	if r == ClosePeer || r == CloseIOError || c.dropping() {
 		cancel()
@@ -284,6 +286,20 @@ func (c *Conn) serve(ctx context.Context) {
 		c.awaitPeerClose()
 	}
 	_ = c.nc.Close()
+}
+
+// readSafely runs readLoop and turns a panic in it (a bug in a codec,
+// say) into close 1011 for this connection instead of a dead reader with a
+// live writer.
+func (c *Conn) readSafely(ctx context.Context) (r CloseReason, code ws.StatusCode, text string) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.srv.log.Error("connection reader panicked", "client_id", c.info.ClientID, "conn", c.info.ID,
+				"protocol", c.info.Protocol.Name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			r, code, text = CloseInternal, CloseInternal.Code(), "internal error"
+		}
+	}()
+	return c.readLoop(ctx)
 }
 
 // awaitPeerClose reads and discards what the peer still sends until its
@@ -401,6 +417,17 @@ func (c *Conn) readError(err error) (CloseReason, ws.StatusCode, string) {
 }
 
 // control handles a ping, pong or close frame.
+// validCloseCode reports whether a peer may send code (RFC 6455 §7.4 and
+// the IANA registry, which added 1012-1014): 1000-1003, 1007-1014 and the
+// private ranges 3000-4999. 1005, 1006 and 1015 are never sent.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	}
+	return code >= 3000 && code <= 4999
+}
+
 func (c *Conn) control(op ws.OpCode, p []byte) (bool, CloseReason, ws.StatusCode, string) {
 	switch op {
 	case ws.OpPing:
@@ -413,14 +440,11 @@ func (c *Conn) control(op ws.OpCode, p []byte) (bool, CloseReason, ws.StatusCode
 		if len(p) == 0 {
 			return true, ClosePeer, ws.StatusNormalClosure, ""
 		}
-		if err := ws.CheckCloseFrameData(code, reason); err != nil {
-			if errors.Is(err, ws.ErrProtocolInvalidUTF8) {
-				return true, CloseInvalidPayload, CloseInvalidPayload.Code(), err.Error()
-			}
-			return true, CloseProtocolError, CloseProtocolError.Code(), err.Error()
+		if !validCloseCode(code) {
+			return true, CloseProtocolError, CloseProtocolError.Code(), "invalid close code"
 		}
-		if code > 4999 { // undefined (RFC 6455 §7.4.2); CheckCloseFrameData lets them pass
-			return true, CloseProtocolError, CloseProtocolError.Code(), "close code out of range"
+		if !utf8.ValidString(reason) {
+			return true, CloseInvalidPayload, CloseInvalidPayload.Code(), "close reason is not UTF-8"
 		}
 		return true, ClosePeer, code, ""
 	}

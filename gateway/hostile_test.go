@@ -315,11 +315,12 @@ func TestHostileCloseCodes(t *testing.T) {
 		}
 	}
 	// RFC 6455 §7.4: 0-999 unused, 1004 reserved, 1005/1006/1015 never
-	// sent in a frame, 1016-2999 unassigned, 5000 and up undefined.
+	// sent in a frame, 1016-2999 unassigned, 5000 and up undefined. 1012-1014
+	// were registered with IANA after the RFC and are valid.
 	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535} {
 		cases = append(cases, hostileCase{fmt.Sprint("invalid ", code), protocols.JSONRPC, closeWith(code, ""), ws.StatusProtocolError})
 	}
-	for _, code := range []int{1000, 1001, 3000, 4999} {
+	for _, code := range []int{1000, 1001, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999} {
 		cases = append(cases, hostileCase{fmt.Sprint("valid ", code, " is echoed"), protocols.JSONRPC, closeWith(code, "bye ✓"), ws.StatusCode(code)})
 	}
 	cases = append(cases,
@@ -382,7 +383,7 @@ func TestHostileHandshake(t *testing.T) {
 		{"id of two segments", request("GET", "/ws/a/b", key+version), 404, "", false},
 		{"POST", request("POST", "/ws/alice", key+version), 405, "Allow: GET, HEAD", false},
 		{"PUT", request("PUT", "/ws/alice", key+version), 405, "Allow: GET, HEAD", false},
-		{"HEAD", request("HEAD", "/ws/alice", key+version), 405, "", true},
+		{"HEAD", request("HEAD", "/ws/alice", key+version), 405, "Allow: GET", false},
 		{"no Sec-WebSocket-Key", request("GET", "/ws/alice", version), 400, "", true},
 		{"short Sec-WebSocket-Key", request("GET", "/ws/alice", "Sec-WebSocket-Key: c2hvcnQ=\r\n"+version), 400, "", true},
 		{"no Sec-WebSocket-Version", request("GET", "/ws/alice", key), 400, "", true},

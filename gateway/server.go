@@ -180,6 +180,11 @@ func (s *Server) Hub() Hub { return s.hub }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet { // the GET pattern also routes HEAD here
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "a WebSocket upgrade is a GET", http.StatusMethodNotAllowed)
+		return
+	}
 	id := r.PathValue("client_id")
 	if !ValidID(id) {
 		http.Error(w, "client id must be 1-64 characters of [A-Za-z0-9._-]", http.StatusBadRequest)

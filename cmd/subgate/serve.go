@@ -141,7 +141,10 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "subgate:", err)
 		return 1
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: f.cfg.HandshakeTimeout}
+	// WebSockets are hijacked out of the http.Server, so its timeouts bound
+	// only the handshake and plain HTTP requests (/healthz); IdleTimeout
+	// ends keep-alive connections that send no next request.
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: f.cfg.HandshakeTimeout, IdleTimeout: f.cfg.IdleTimeout}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
