@@ -38,4 +38,8 @@
 //
 // Each prints one line per check and last "N passed, M failed", and exits
 // non-zero if a check failed. Every wait in them has a timeout.
+//
+// node/example.mjs (json-rpc) and python/example.py (msgpack) are the short
+// first clients the README shows; TestExamples runs them and checks that
+// they print what the README says.
 package interop
