@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,51 +35,37 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f := &serveFlags{}
-	str := func(p *string, name, def, help string) {
-		if v, ok := os.LookupEnv(envName(name)); ok {
-			def = v
-		}
-		fs.StringVar(p, name, def, help+" (env "+envName(name)+")")
-	}
-	var bad []string
-	dur := func(p *time.Duration, name string, def time.Duration, help string) {
-		if v, ok := os.LookupEnv(envName(name)); ok {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				bad = append(bad, envName(name)+": "+err.Error())
-			}
-			def = d
-		}
-		fs.DurationVar(p, name, def, help+" (env "+envName(name)+")")
-	}
-	num := func(p *int, name string, def int, help string) {
-		if v, ok := os.LookupEnv(envName(name)); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				bad = append(bad, envName(name)+": "+err.Error())
-			}
-			def = n
-		}
-		fs.IntVar(p, name, def, help+" (env "+envName(name)+")")
-	}
 	c := &f.cfg
 	var maxMsg int
-	str(&f.addr, "addr", ":8080", "listen address")
-	str(&f.protos, "protocols", "json-rpc,msgpack,binary-raw", "enabled subprotocols, comma separated")
-	str(&c.DefaultProtocol, "default-protocol", "json-rpc", `protocol for clients that offer none ("none" refuses them with 400)`)
-	str(&c.RejectMode, "reject-mode", "status", `refusal when nothing offered is supported: "status" (HTTP 400) or "close" (101, then close 1002)`)
-	num(&maxMsg, "max-message-size", 1<<20, "largest message in bytes (close 1009 beyond)")
-	num(&c.SendQueueBytes, "send-queue-bytes", 4<<20, "per-connection send queue bound in bytes (slow consumers are closed with 1008)")
-	num(&c.MaxConcurrentCalls, "max-concurrent-calls", 16, "calls to concurrent methods one connection may have in flight")
-	num(&c.HistorySize, "history-size", 1000, "messages kept per room")
-	dur(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "upgrade request timeout")
-	dur(&c.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long")
-	dur(&c.PingInterval, "ping-interval", 25*time.Second, "keepalive ping interval")
-	dur(&c.WriteTimeout, "write-timeout", 10*time.Second, "timeout of one write to a client")
-	dur(&c.CloseTimeout, "close-timeout", 2*time.Second, "how long a closing connection waits for the client's close frame")
-	dur(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for connections to close")
-	str(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	str(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.addr, "addr", ":8080", "listen address")
+	fs.StringVar(&f.protos, "protocols", "json-rpc,msgpack,binary-raw", "enabled subprotocols, comma separated")
+	fs.StringVar(&c.DefaultProtocol, "default-protocol", "json-rpc", `protocol for clients that offer none ("none" refuses them with 400)`)
+	fs.StringVar(&c.RejectMode, "reject-mode", "status", `refusal when nothing offered is supported: "status" (HTTP 400) or "close" (101, then close 1002)`)
+	fs.IntVar(&maxMsg, "max-message-size", 1<<20, "largest message in bytes (close 1009 beyond)")
+	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", 4<<20, "per-connection send queue bound in bytes (slow consumers are closed with 1008)")
+	fs.IntVar(&c.MaxConcurrentCalls, "max-concurrent-calls", 16, "calls to concurrent methods one connection may have in flight")
+	fs.IntVar(&c.HistorySize, "history-size", 1000, "messages kept per room")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "upgrade request timeout")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "keepalive ping interval")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "timeout of one write to a client")
+	fs.DurationVar(&c.CloseTimeout, "close-timeout", 2*time.Second, "how long a closing connection waits for the client's close frame")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for connections to close")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	// Every flag's default comes from its SUBGATE_* variable when set; the
+	// command line wins over both.
+	var bad []string
+	fs.VisitAll(func(fl *flag.Flag) {
+		env := envName(fl.Name)
+		fl.Usage += " (env " + env + ")"
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fl.Value.Set(v); err != nil {
+				bad = append(bad, env+"="+v+": "+err.Error())
+			}
+			fl.DefValue = v
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package binraw_test
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"math"
 	"reflect"
@@ -11,19 +10,14 @@ import (
 
 	"github.com/subgate/subgate/codec"
 	"github.com/subgate/subgate/codec/binraw"
+	"github.com/subgate/subgate/internal/golden"
 	"github.com/subgate/subgate/protocols/chat"
 )
 
 var c = binraw.New(chat.Table)
 
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// unhex turns "94 00 01" into bytes.
+var unhex = golden.MustHex
 
 func req(id int64, method string, body string) codec.Message {
 	return codec.Message{Kind: codec.KindRequest, ID: codec.NumberID(id), Method: method, Body: []byte(body)}

@@ -2,7 +2,6 @@ package msgpackrpc
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"math"
 	"os"
@@ -15,18 +14,12 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/internal/golden"
 	"github.com/subgate/subgate/protocols/chat"
 )
 
 // unhex turns "94 00 01" into bytes.
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+var unhex = golden.MustHex
 
 // libEncode encodes v with the msgpack library, the way a third-party peer
 // would (compact ints, json tags).
@@ -433,14 +426,7 @@ func TestDecodeErrors(t *testing.T) {
 			if e.Data == "" {
 				t.Fatal("no detail in data")
 			}
-			reply, err := codec.AppendError(c, nil, codec.NullID, e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := decodeOne(t, c, reply)
-			if m.Kind != codec.KindError || m.ID.Kind != codec.IDNull || *m.Error != *e {
-				t.Fatalf("reply decodes to %+v", m)
-			}
+			checkRefusal(t, c, err, msgs) // answerable with a null msgid
 		})
 	}
 }
@@ -711,6 +697,33 @@ func TestHostileFiles(t *testing.T) {
 		var e *codec.Error
 		if !errors.As(err, &e) || e.Code != want {
 			t.Errorf("%s: got %v, want code %d", filepath.Base(p), err, want)
+		}
+	}
+}
+
+// plainMessage has chat.Message's fields and tags but not its
+// EncodeMsgpack, so the library encodes it by reflection.
+type plainMessage chat.Message
+
+// TestMessageEncodeMsgpack holds chat.Message's hand-written map to the
+// reflection path's bytes, for every combination of optional fields.
+func TestMessageEncodeMsgpack(t *testing.T) {
+	for mask := range 8 {
+		for _, ts := range []int64{0, 1, -1, 1764000000123} {
+			m := chat.Message{From: "alice", Message: "hi", TS: ts}
+			if mask&1 != 0 {
+				m.Room = "lobby"
+			}
+			if mask&2 != 0 {
+				m.To = "bob"
+			}
+			if mask&4 != 0 {
+				m.Offset = 70000
+			}
+			got, want := libEncode(t, &m), libEncode(t, plainMessage(m))
+			if !bytes.Equal(got, want) {
+				t.Errorf("%+v:\n got % x\nwant % x", m, got, want)
+			}
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"testing"
 )
 
 // Encodings lists the subprotocols in the order lines are written.
@@ -82,7 +83,7 @@ func readFile(path string) (Vector, error) {
 			v.Wire[enc] = []byte(text)
 			continue
 		}
-		b, err := hex.DecodeString(strings.ReplaceAll(text, " ", ""))
+		b, err := ParseHex(text)
 		if err != nil {
 			return Vector{}, fmt.Errorf("golden: %s: %s: %w", path, enc, err)
 		}
@@ -107,6 +108,22 @@ func Write(dir string, v Vector) error {
 		}
 	}
 	return os.WriteFile(filepath.Join(dir, v.Name+".golden"), []byte(b.String()), 0o644)
+}
+
+// ParseHex reads bytes written as hex pairs, with any white space between
+// them: the form Hex writes and the specs' examples use.
+func ParseHex(s string) ([]byte, error) {
+	return hex.DecodeString(strings.Join(strings.Fields(s), ""))
+}
+
+// MustHex is ParseHex for tests: bad hex fails tb.
+func MustHex(tb testing.TB, s string) []byte {
+	tb.Helper()
+	b, err := ParseHex(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 // Hex formats bytes as space-separated lower-case hex pairs.
@@ -144,8 +161,7 @@ func Seeds(depth int, enc string) ([][]byte, error) {
 			return nil, err
 		}
 		if !textual(enc) {
-			fields := strings.Fields(stripComments(string(data)))
-			data, err = hex.DecodeString(strings.Join(fields, ""))
+			data, err = ParseHex(stripComments(string(data)))
 			if err != nil {
 				return nil, fmt.Errorf("golden: %s: %w", p, err)
 			}

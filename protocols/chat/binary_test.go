@@ -3,7 +3,6 @@ package chat
 import (
 	"bytes"
 	"encoding"
-	"encoding/hex"
 	"errors"
 	"math"
 	"reflect"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/subgate/subgate/internal/golden"
 	"github.com/subgate/subgate/internal/wire"
 )
 
@@ -30,14 +30,8 @@ var (
 	_ binaryType              = (*MethodInfo)(nil)
 )
 
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// unhex turns "94 00 01" into bytes.
+var unhex = golden.MustHex
 
 // newOfSame returns a pointer to a new zero value of v's type.
 func newOfSame(v any) binaryType {

@@ -7,8 +7,9 @@ import "github.com/vmihailenco/msgpack/v5"
 // left out, exactly what the json-tag reflection path writes. It exists
 // because this push is encoded for every fan-out and the library's
 // omitempty check boxes each optional field (4 allocations per push);
-// written out, it allocates nothing. The golden vectors hold it to the
-// reflection path's bytes.
+// written out, it allocates nothing. The golden vectors and
+// TestMessageEncodeMsgpack in codec/msgpackrpc hold it to the reflection
+// path's bytes.
 func (m *Message) EncodeMsgpack(enc *msgpack.Encoder) error {
 	n := 3 // from, message, ts
 	if m.Room != "" {
