@@ -16,10 +16,23 @@ const (
 	ClosePolicy                                 // 1008: policy violation
 	CloseTooBig                                 // 1009: message over the size limit
 	CloseInternal                               // 1011: server error
-	CloseSlowConsumer                           // 1008: send queue overflow
+	CloseSlowConsumer                           // 4000: bytes not yet written exceeded the send queue bound
 	CloseIdle                                   // 1001: no traffic within the idle timeout
 	CloseUnsupportedProtocol                    // 1002: reject-mode close, nothing negotiated
 	CloseIOError                                // no close frame: the socket failed
+	CloseRateLimited                            // 1008: kept calling after too many -32006 refusals
+	CloseTokenExpired                           // 4001: the handshake's token expired
+)
+
+// Private close codes (RFC 6455 §7.4.2: 4000-4999 are for applications).
+// Each tells the client what to do next; the specs list them.
+const (
+	// StatusLagging: the client fell behind (its send queue overflowed).
+	// Reconnect and catch up with chat.history {since}.
+	StatusLagging ws.StatusCode = 4000
+	// StatusTokenExpired: the token given at the handshake expired.
+	// Reconnect with a new token.
+	StatusTokenExpired ws.StatusCode = 4001
 )
 
 var closeInfo = [...]struct {
@@ -35,10 +48,12 @@ var closeInfo = [...]struct {
 	ClosePolicy:              {ws.StatusPolicyViolation, "policy"},
 	CloseTooBig:              {ws.StatusMessageTooBig, "too_big"},
 	CloseInternal:            {ws.StatusInternalServerError, "internal"},
-	CloseSlowConsumer:        {ws.StatusPolicyViolation, "slow_consumer"},
+	CloseSlowConsumer:        {StatusLagging, "slow_consumer"},
 	CloseIdle:                {ws.StatusGoingAway, "idle"},
 	CloseUnsupportedProtocol: {ws.StatusProtocolError, "unsupported_subprotocol"},
 	CloseIOError:             {0, "io_error"},
+	CloseRateLimited:         {ws.StatusPolicyViolation, "rate_limited"},
+	CloseTokenExpired:        {StatusTokenExpired, "token_expired"},
 }
 
 // Code is the WebSocket close code sent for r.

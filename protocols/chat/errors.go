@@ -12,6 +12,8 @@ const (
 	CodeEmptyMessage   = -32005 // message text empty
 	CodeRateLimited    = -32006 // the connection sent calls faster than its rate limit
 	CodeShuttingDown   = -32007 // the server is draining and takes no new calls
+	CodeReplyTooLarge  = -32008 // the reply would exceed the connection's reply budget
+	CodeLimitReached   = -32009 // a room or history bound of the node or the client was hit
 )
 
 // ErrorMessages gives the message text used for each server-defined code.
@@ -23,6 +25,8 @@ var ErrorMessages = map[int64]string{
 	CodeEmptyMessage:   "Empty message",
 	CodeRateLimited:    "Rate limited",
 	CodeShuttingDown:   "Server shutting down",
+	CodeReplyTooLarge:  "Reply too large",
+	CodeLimitReached:   "Limit reached",
 }
 
 // NewError returns the error for a server-defined code with an optional detail.

@@ -160,8 +160,9 @@ type Presence struct {
 
 // Notice kinds.
 const (
-	NoticeDraining = "draining"
-	NoticeLagging  = "lagging"
+	NoticeDraining     = "draining"
+	NoticeLagging      = "lagging"
+	NoticeTokenExpired = "token_expired"
 )
 
 // Notice is the gateway.notice push: the server tells a client something
