@@ -11,4 +11,5 @@ require (
 require (
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -246,7 +247,7 @@ func TestHistoryAfterReconnect(t *testing.T) {
 }
 
 func TestSlowConsumerIsClosed(t *testing.T) {
-	_, addr := startServer(t, Config{SendQueueBytes: 64 << 10})
+	_, addr := startServer(t, Config{SendQueueBytes: 64 << 10, RateLimit: math.Inf(1)})
 	handshake(t, addr, "/ws/slow", strp("json-rpc")) // never reads
 	fast := dial(t, addr, "fast", protocols.MsgPack)
 	msg := fmt.Sprintf("%04000d", 0)

@@ -14,9 +14,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
 
 	"github.com/subgate/subgate/codec"
 	"github.com/subgate/subgate/protocols"
+	"github.com/subgate/subgate/protocols/chat"
 )
 
 // Conn is one client connection. Its exported methods are safe for
@@ -29,16 +31,24 @@ type Conn struct {
 	nc net.Conn
 	br *bufio.Reader
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// queue holds frames the writer has not taken yet. pending counts the
+	// bytes of every frame accepted and not yet written to the socket:
+	// queued, or taken by the writer and still in its hands. It is the
+	// quantity bounded by Config.SendQueueBytes.
 	queue   []frame
 	spare   []frame
-	queued  int
-	closing bool // no new input is read; replies to calls still go out
-	sealed  bool // the close frame is next: nothing more is queued
+	pending int
+	space   sync.Cond // signalled when pending shrinks or the queue is dropped
+	closing bool      // no new input is read; replies to calls still go out
+	sealed  bool      // the close frame is next: nothing more is queued
 	reason  CloseReason
 	code    ws.StatusCode // sent in the close frame
 	text    string
-	drop    bool // drop the queue instead of flushing it first
+	drop    bool      // drop the queue instead of flushing it first
+	writeBy time.Time // the writer's current deadline
+	limitBy time.Time // no write deadline later than this (shutdown); zero: none
+	sent    bool      // the close frame was written to the socket
 	wake    chan struct{}
 	written chan struct{} // closed when the writer has finished
 
@@ -50,6 +60,23 @@ type Conn struct {
 	// reader goroutine adds to calls.
 	slots chan struct{}
 	calls sync.WaitGroup
+
+	// busy counts messages being handled (by the reader) and concurrent
+	// calls in flight; a draining connection closes when it reaches 0.
+	busy     atomic.Int32
+	draining atomic.Bool
+
+	// live is set when the connection was attached to the hub; left makes
+	// it leave the hub exactly once, as soon as it stops reading.
+	live bool
+	left sync.Once
+
+	// Rate limit (reader goroutine only): limiter is nil when unlimited;
+	// refused counts consecutive calls refused with -32006.
+	limiter *rate.Limiter
+	refused int
+
+	cancel context.CancelFunc // cancels the calls' context; set by serve
 }
 
 type frame struct {
@@ -90,15 +117,16 @@ func (c *Conn) ClientID() string { return c.info.ClientID }
 // Codec returns the codec of the negotiated subprotocol.
 func (c *Conn) Codec() codec.Codec { return c.info.Protocol.Codec }
 
-// Send queues one encoded message. It never blocks: when the queue would
-// exceed its byte bound, the connection is closed as a slow consumer and
-// Send reports false.
-func (c *Conn) Send(msg []byte) bool {
-	op := ws.OpText
+// Send queues one encoded push-like message. It never blocks: when the
+// bytes not yet written would exceed the bound, the connection is closed
+// as a slow consumer and Send reports false.
+func (c *Conn) Send(msg []byte) bool { return c.enqueue(frame{c.dataOp(), msg}) }
+
+func (c *Conn) dataOp() ws.OpCode {
 	if c.info.Protocol.Binary {
-		op = ws.OpBinary
+		return ws.OpBinary
 	}
-	return c.enqueue(frame{op, msg})
+	return ws.OpText
 }
 
 func (c *Conn) enqueue(f frame) bool {
@@ -107,18 +135,50 @@ func (c *Conn) enqueue(f frame) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if c.queued+len(f.b) > c.srv.cfg.SendQueueBytes {
+	if c.pending+len(f.b) > c.srv.cfg.SendQueueBytes {
 		c.mu.Unlock()
-		c.closeWith(CloseSlowConsumer, "slow consumer")
+		c.closeWith(CloseSlowConsumer, "slow consumer: reconnect and catch up with chat.history")
 		return false
 	}
-	c.queue = append(c.queue, f)
-	c.queued += len(f.b)
+	c.pushLocked(f)
 	c.mu.Unlock()
+	c.wakeWriter()
+	return true
+}
+
+// Lock should be held.
+func (c *Conn) pushLocked(f frame) {
+	c.queue = append(c.queue, f)
+	c.pending += len(f.b)
+}
+
+func (c *Conn) wakeWriter() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
+}
+
+// sendReply queues a reply to the connection's own call. Unlike a push it
+// waits for room in the queue: a client that calls faster than it reads
+// its replies is slowed down (the reader stops reading) instead of being
+// cut off. The wait ends when the writer makes room, or when the
+// connection can no longer send (dropped, sealed, or the socket failed,
+// which the write deadline bounds). A reply larger than the whole bound is
+// the caller's to refuse (replyLimit); one that finds the queue empty is
+// always taken.
+func (c *Conn) sendReply(msg []byte) bool {
+	c.mu.Lock()
+	for !c.sealed && !c.drop && c.pending > 0 && c.pending+len(msg) > c.srv.cfg.SendQueueBytes {
+		c.space.Wait()
+	}
+	if c.sealed || c.drop {
+		c.mu.Unlock()
+		return false
+	}
+	c.pushLocked(frame{c.dataOp(), msg})
+	c.mu.Unlock()
+	c.wakeWriter()
 	return true
 }
 
@@ -137,18 +197,72 @@ func (c *Conn) closeCode(r CloseReason, code ws.StatusCode, text string) {
 		return
 	}
 	c.closing, c.reason, c.code, c.text = true, r, code, text
-	c.drop = r == CloseSlowConsumer
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if r == CloseSlowConsumer {
+		c.dropLocked()
+		// Whatever the writer is stuck in gets only the close timeout to
+		// finish; then the lagging notice and the close frame follow, or
+		// the socket is cut.
+		c.armWriteLocked(c.srv.cfg.CloseTimeout)
 	}
+	c.mu.Unlock()
+	c.wakeWriter()
 	// Unblock a reader waiting for input. A reader busy with a call finishes
 	// it first; its reply is flushed before the close frame. Before the
 	// upgrade there is no socket yet: attach sees closing instead.
 	if nc := c.socket(); nc != nil {
 		_ = nc.SetReadDeadline(time.Now())
 	}
+}
+
+// dropLocked discards the queue and refuses new frames: nothing queued
+// will be written. Lock should be held.
+func (c *Conn) dropLocked() {
+	c.drop = true
+	for _, f := range c.queue {
+		c.pending -= len(f.b)
+	}
+	clear(c.queue)
+	c.queue = c.queue[:0]
+	c.space.Broadcast()
+}
+
+// armWriteLocked moves the write deadline to d from now, or to limitBy if
+// that is sooner. Before the upgrade there is no socket: the writer arms
+// its own deadline. Lock should be held (no syscall: the runtime poller
+// keeps deadlines).
+func (c *Conn) armWriteLocked(d time.Duration) {
+	c.writeBy = time.Now().Add(d)
+	if !c.limitBy.IsZero() && c.limitBy.Before(c.writeBy) {
+		c.writeBy = c.limitBy
+	}
+	if c.nc != nil {
+		_ = c.nc.SetWriteDeadline(c.writeBy)
+	}
+}
+
+// limitDeadlines caps every later write and the closing handshake at t:
+// a stalled client cannot hold a shutdown past its deadline.
+func (c *Conn) limitDeadlines(t time.Time) {
+	c.mu.Lock()
+	c.limitBy = t
+	if c.writeBy.IsZero() || t.Before(c.writeBy) {
+		c.writeBy = t
+		if c.nc != nil {
+			_ = c.nc.SetWriteDeadline(t)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// leaveHub detaches the connection from the hub, once: no more pushes
+// reach it and, if it was its client's last connection, the client leaves
+// its rooms.
+func (c *Conn) leaveHub() {
+	c.left.Do(func() {
+		if c.live {
+			c.srv.hub.Detach(c)
+		}
+	})
 }
 
 // attach gives a registered connection its socket once upgraded.
@@ -168,11 +282,9 @@ func (c *Conn) socket() net.Conn {
 func (c *Conn) seal() {
 	c.mu.Lock()
 	c.sealed = true
+	c.space.Broadcast()
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.wakeWriter()
 }
 
 func (c *Conn) dropping() bool {
@@ -188,7 +300,9 @@ func (c *Conn) isClosing() bool {
 }
 
 // writeLoop is the writer goroutine: one flush per wake-up, whatever was
-// queued meanwhile.
+// queued meanwhile. The bytes it takes stay counted in pending until they
+// are written, so a writer stuck on a full socket still counts against the
+// bound and the next push finds the connection over it.
 func (c *Conn) writeLoop() {
 	defer close(c.written)
 	bw := bufio.NewWriterSize(c.nc, 4096)
@@ -203,29 +317,20 @@ func (c *Conn) writeLoop() {
 			}
 			continue
 		}
+		w := c.take()
+		err := c.flush(bw, w)
 		c.mu.Lock()
-		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
-		c.queued = 0
-		sealed, drop, code, text := c.sealed, c.drop, c.code, c.text
+		c.pending -= w.bytes
+		clear(w.batch)
+		c.spare = w.batch[:0]
+		c.sent = err == nil && w.sealed && w.code != 0
+		c.space.Broadcast()
 		c.mu.Unlock()
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		err := writeFrames(bw, batch, drop)
-		clear(batch)
-		c.mu.Lock()
-		c.spare = batch[:0]
-		c.mu.Unlock()
-		if err == nil && sealed {
-			err = writeClose(bw, code, text)
-		}
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err != nil || sealed {
+		if err != nil || w.sealed {
 			if err != nil {
 				c.closeWith(CloseIOError, "")
 				c.mu.Lock()
-				c.drop = true // nothing more can be written: refuse new frames
+				c.dropLocked() // nothing more can be written: refuse new frames
 				c.mu.Unlock()
 				_ = c.nc.Close()
 			} else if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
@@ -234,6 +339,62 @@ func (c *Conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// work is what the writer took from the connection for one flush.
+type work struct {
+	batch  []frame
+	bytes  int
+	sealed bool
+	drop   bool
+	reason CloseReason
+	code   ws.StatusCode
+	text   string
+}
+
+// take hands the queue to the writer and arms its write deadline.
+func (c *Conn) take() work {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := work{batch: c.queue, sealed: c.sealed, drop: c.drop, reason: c.reason, code: c.code, text: c.text}
+	for _, f := range w.batch {
+		w.bytes += len(f.b)
+	}
+	c.queue, c.spare = c.spare[:0], nil
+	timeout := c.srv.cfg.WriteTimeout
+	if c.drop {
+		timeout = c.srv.cfg.CloseTimeout
+	}
+	c.armWriteLocked(timeout)
+	return w
+}
+
+// flush writes what the writer took and, once sealed, the close frame
+// (after a lagging notice for a slow consumer).
+func (c *Conn) flush(bw *bufio.Writer, w work) error {
+	err := writeFrames(bw, w.batch, w.drop)
+	if err == nil && w.sealed && w.reason == CloseSlowConsumer {
+		err = c.writeLagging(bw)
+	}
+	if err == nil && w.sealed {
+		err = writeClose(bw, w.code, w.text)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	return err
+}
+
+// writeLagging writes the best-effort gateway.notice {kind:"lagging"}
+// that precedes a slow consumer's close frame.
+func (c *Conn) writeLagging(bw *bufio.Writer) error {
+	notice := NewPush(chat.PushNotice, &chat.Notice{Kind: chat.NoticeLagging,
+		Message: "too far behind: reconnect and catch up with chat.history {since}"})
+	b, err := notice.Bytes(c.Codec())
+	if err != nil {
+		return nil // nothing to say; the close frame still goes
+	}
+	return writeFrames(bw, []frame{{c.dataOp(), b}}, false)
 }
 
 func writeFrames(bw *bufio.Writer, batch []frame, drop bool) error {
@@ -267,15 +428,19 @@ func writeClose(bw *bufio.Writer, code ws.StatusCode, text string) error {
 }
 
 // serve runs the connection until it ends; it is the reader goroutine.
-// Calls in flight when it stops reading are answered before the close
-// frame, unless nobody is left to read the answers: then their context is
-// cancelled.
+// As soon as it stops reading, the connection leaves the hub. Calls in
+// flight when it stops are answered before the close frame, unless nobody
+// is left to read the answers: then their context is cancelled.
 func (c *Conn) serve(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	c.mu.Lock()
+	c.cancel = cancel
+	c.mu.Unlock()
 	go c.writeLoop()
 	r, code, text := c.readSafely(ctx)
 	c.closeCode(r, code, text)
+	c.leaveHub()
 	if r == ClosePeer || r == CloseIOError || c.dropping() {
 		cancel()
 	}
@@ -286,6 +451,29 @@ func (c *Conn) serve(ctx context.Context) {
 		c.awaitPeerClose()
 	}
 	_ = c.nc.Close()
+}
+
+// abort ends a connection that outlived a shutdown's deadline: its calls
+// are cancelled and its socket closed.
+func (c *Conn) abort() {
+	c.closeWith(CloseIOError, "")
+	c.mu.Lock()
+	c.dropLocked()
+	cancel, nc := c.cancel, c.nc
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if nc != nil {
+		_ = nc.Close()
+	}
+}
+
+// closeSent reports whether the close frame reached the socket.
+func (c *Conn) closeSent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sent
 }
 
 // readSafely runs readLoop and turns a panic in it (a bug in a codec,
@@ -306,7 +494,13 @@ func (c *Conn) readSafely(ctx context.Context) (r CloseReason, code ws.StatusCod
 // close frame, EOF or the close timeout, so that our close frame is not
 // lost to a reset caused by unread input.
 func (c *Conn) awaitPeerClose() {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
+	by := time.Now().Add(c.srv.cfg.CloseTimeout)
+	c.mu.Lock()
+	if !c.limitBy.IsZero() && c.limitBy.Before(by) {
+		by = c.limitBy
+	}
+	c.mu.Unlock()
+	_ = c.nc.SetReadDeadline(by)
 	budget := int64(1 << 16)
 	for budget > 0 {
 		h, err := ws.ReadHeader(c.br)
@@ -371,8 +565,7 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 			return CloseTooBig, CloseTooBig.Code(), "message too big"
 		}
 		n := len(msg)
-		msg = grow(msg, int(h.Length))
-		if _, err := io.ReadFull(c.br, msg[n:]); err != nil {
+		if msg, err = readPayload(c.br, msg, h.Length); err != nil {
 			return c.readError(err)
 		}
 		ws.Cipher(msg[n:], h.Mask, 0)
@@ -385,12 +578,32 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 			return CloseInvalidPayload, CloseInvalidPayload.Code(), "invalid UTF-8"
 		}
 		c.lastRead.Store(time.Now().UnixNano())
+		c.busy.Add(1)
 		c.srv.handleMessage(ctx, c, msg)
+		c.idle()
 		if cap(msg) > 64<<10 {
 			msg = nil // do not keep a large buffer for an idle connection
 		}
 		msg = msg[:0]
 	}
+}
+
+// readPayload appends n bytes of payload to msg. The buffer grows with the
+// bytes that arrive, never to the announced length up front: each read
+// asks for at most as much as is already there (at least 2 KiB), so a
+// header announcing a megabyte and sending one byte costs 2 KiB, not a
+// megabyte.
+func readPayload(r io.Reader, msg []byte, n int64) ([]byte, error) {
+	for n > 0 {
+		chunk := int(min(n, int64(max(cap(msg)-len(msg), len(msg), 2048))))
+		at := len(msg)
+		msg = grow(msg, chunk)
+		if _, err := io.ReadFull(r, msg[at:]); err != nil {
+			return msg[:at], err
+		}
+		n -= int64(chunk)
+	}
+	return msg, nil
 }
 
 func grow(b []byte, n int) []byte {
@@ -449,4 +662,42 @@ func (c *Conn) control(op ws.OpCode, p []byte) (bool, CloseReason, ws.StatusCode
 		return true, ClosePeer, code, ""
 	}
 	return false, 0, 0, ""
+}
+
+// idle ends one unit of work counted in busy; a draining connection with
+// nothing left in flight closes with 1001.
+func (c *Conn) idle() {
+	if c.busy.Add(-1) == 0 && c.draining.Load() {
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
+}
+
+// drain starts a graceful close: calls read from now on are refused with
+// -32007, and the connection closes with 1001 once the calls in flight
+// are answered (at once when there are none).
+func (c *Conn) drain() {
+	c.draining.Store(true)
+	if c.busy.Load() == 0 {
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
+}
+
+// MaxRateRefusals is how many calls in a row a connection may have refused
+// with -32006 before it is closed with 1008: a client that keeps calling
+// after that many refusals is not backing off.
+const MaxRateRefusals = 50
+
+// admit charges one message against the connection's rate limit. After
+// MaxRateRefusals refusals in a row the connection is closed.
+// Reader goroutine only.
+func (c *Conn) admit() bool {
+	if c.limiter == nil || c.limiter.Allow() {
+		c.refused = 0
+		return true
+	}
+	c.refused++
+	if c.refused > MaxRateRefusals {
+		c.closeWith(CloseRateLimited, "rate limit exceeded")
+	}
+	return false
 }

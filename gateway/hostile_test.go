@@ -614,32 +614,50 @@ func readToClose(t *testing.T, c *rawConn) (ws.StatusCode, string) {
 	return 0, ""
 }
 
-// expectDropped reads what a dropped slow consumer was sent: close 1008
-// "slow consumer" and the end of the connection, or the end alone when the
-// server's writer was stuck in a write and cut it off.
+// lagReason is the close reason of a slow consumer.
+const lagReason = "slow consumer: reconnect and catch up with chat.history"
+
+// expectDropped reads what a dropped slow consumer was sent: close 4000
+// and the end of the connection, or the end alone when the server's
+// writer was stuck in a write and cut it off.
 func expectDropped(t *testing.T, c *rawConn) {
 	t.Helper()
 	code, reason := readToClose(t, c)
 	if code == 0 {
 		return
 	}
-	if code != ws.StatusPolicyViolation || reason != "slow consumer" {
-		t.Fatalf("close %d %q, want 1008 \"slow consumer\" or none", code, reason)
+	if code != StatusLagging || reason != lagReason {
+		t.Fatalf("close %d %q, want 4000 %q or none", code, reason, lagReason)
 	}
 	expectEOF(t, c.nc, c.br)
 }
 
-// A slow consumer that reads again before the write timeout gets what was
-// already being written, then close 1008 "slow consumer": what was queued
-// is dropped.
-func TestHostileSlowConsumerGets1008(t *testing.T) {
-	_, addr := startServer(t, Config{SendQueueBytes: 64 << 10, WriteTimeout: time.Minute})
+// A slow consumer that reads again within the close timeout gets what was
+// already being written, the lagging notice, then close 4000: what was
+// queued is dropped.
+func TestHostileSlowConsumerGets4000(t *testing.T) {
+	_, addr := startServer(t, Config{SendQueueBytes: 64 << 10, WriteTimeout: time.Minute, CloseTimeout: time.Minute, RateLimit: math.Inf(1)})
 	slow := handshake(t, addr, "/ws/slow", strp(protocols.JSONRPC))
 	floodUntilDropped(t, addr)
-	if code, reason := readToClose(t, slow); code != ws.StatusPolicyViolation || reason != "slow consumer" {
-		t.Fatalf("close %d %q, want 1008 \"slow consumer\"", code, reason)
+	var last []byte
+	_ = slow.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := ws.ReadFrame(slow.br)
+		if err != nil {
+			t.Fatalf("reading: %v", err)
+		}
+		if f.Header.OpCode == ws.OpClose {
+			if code, reason := ws.ParseCloseFrameData(f.Payload); code != StatusLagging || reason != lagReason {
+				t.Fatalf("close %d %q, want 4000 %q", code, reason, lagReason)
+			}
+			break
+		}
+		last = f.Payload
 	}
-	slow.finish(ws.StatusPolicyViolation)
+	if !strings.Contains(string(last), `"kind":"lagging"`) {
+		t.Fatalf("last frame before the close %.200q, want the lagging notice", last)
+	}
+	slow.finish(StatusLagging)
 	expectHealthy(t, addr)
 }
 
@@ -649,7 +667,7 @@ func TestHostileSlowConsumerGets1008(t *testing.T) {
 // in a write, and is cut off without a close frame if it was.
 func TestHostileSlowConsumerNeverReads(t *testing.T) {
 	gone := make(disconnects, 16)
-	_, addr := startServer(t, Config{SendQueueBytes: 64 << 10, WriteTimeout: 500 * time.Millisecond, CloseTimeout: 250 * time.Millisecond, Logger: slog.New(gone)})
+	_, addr := startServer(t, Config{SendQueueBytes: 64 << 10, WriteTimeout: 500 * time.Millisecond, CloseTimeout: 250 * time.Millisecond, Logger: slog.New(gone), RateLimit: math.Inf(1)})
 	slow := handshake(t, addr, "/ws/slow", strp(protocols.JSONRPC))
 	floodUntilDropped(t, addr)
 	gone.wait(t, "slow", "slow_consumer")

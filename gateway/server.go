@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
 
 	"github.com/subgate/subgate/codec"
 	"github.com/subgate/subgate/protocols"
@@ -37,8 +40,23 @@ type Config struct {
 	// MaxMessageSize bounds a message, all fragments together, in bytes.
 	// Larger messages close the connection with 1009. Default 1 MiB.
 	MaxMessageSize int64
-	// SendQueueBytes bounds each connection's send queue. Default 4 MiB.
+	// SendQueueBytes bounds the bytes each connection has accepted and not
+	// yet written to its socket (queued, or in the writer's hands).
+	// A push that would exceed it closes the connection as a slow consumer
+	// (gateway.notice "lagging", then close 4000); a reply waits for room
+	// instead, which stops the connection's reading. It is also the
+	// largest reply: a single reply, or a whole batch reply, that would
+	// exceed it is refused with -32008. Default 4 MiB.
 	SendQueueBytes int
+	// RateLimit is each connection's sustained rate of calls per second
+	// (every batch element, notification and client reply counts). Over
+	// it a call gets -32006; after MaxRateRefusals refusals in a row the
+	// connection is closed with 1008. Default 100; math.Inf(1) turns the
+	// limit off.
+	RateLimit float64
+	// RateBurst is how many calls a connection may make at once above the
+	// sustained rate. Default 200.
+	RateBurst int
 	// MaxConcurrentCalls bounds the calls to Concurrent methods that one
 	// connection has in flight; beyond it the connection stops reading
 	// until one finishes. Default 16.
@@ -80,6 +98,8 @@ func (c Config) withDefaults() Config {
 	}
 	setDefault(&c.MaxMessageSize, 1<<20)
 	setDefault(&c.SendQueueBytes, 4<<20)
+	setDefault(&c.RateLimit, 100)
+	setDefault(&c.RateBurst, 200)
 	setDefault(&c.MaxConcurrentCalls, 16)
 	setDefault(&c.HandshakeTimeout, 10*time.Second)
 	setDefault(&c.IdleTimeout, 60*time.Second)
@@ -105,6 +125,7 @@ func (c Config) checkPositive() error {
 	}{
 		{"MaxMessageSize", c.MaxMessageSize},
 		{"SendQueueBytes", int64(c.SendQueueBytes)},
+		{"RateBurst", int64(c.RateBurst)},
 		{"MaxConcurrentCalls", int64(c.MaxConcurrentCalls)},
 		{"HistorySize", int64(c.HistorySize)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)},
@@ -140,6 +161,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
 	draining bool
+	stopping atomic.Bool // draining, readable without mu: calls get -32007
 	wg       sync.WaitGroup
 	// left is closed, and replaced, whenever a connection is removed.
 	left chan struct{}
@@ -162,12 +184,16 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.checkPositive(); err != nil {
 		return nil, err
 	}
+	if cfg.RateLimit < 0 || math.IsNaN(cfg.RateLimit) {
+		return nil, errors.New("gateway: RateLimit must be positive")
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), conns: map[*Conn]struct{}{}, left: make(chan struct{})}
 	s.router.Use(Logging(s.log))
 	RegisterChat(s.router, s.hub)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /ws/{client_id}", s.serveWS)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.mux.HandleFunc("GET /readyz", s.serveReady)
 	return s, nil
 }
 
@@ -178,6 +204,17 @@ func (s *Server) Router() *Router { return s.router }
 func (s *Server) Hub() Hub { return s.hub }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// serveReady answers /readyz: 200 while the server takes connections, 503
+// from the moment a shutdown starts, so that a load balancer stops
+// sending clients before they are refused.
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if s.stopping.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet { // the GET pattern also routes HEAD here
@@ -196,13 +233,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no supported subprotocol; supported: "+protocols.Names(s.cfg.Protocols), http.StatusBadRequest)
 		return
 	}
-	c := &Conn{
-		info:    ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: r.RemoteAddr},
-		srv:     s,
-		wake:    make(chan struct{}, 1),
-		written: make(chan struct{}),
-		slots:   make(chan struct{}, s.cfg.MaxConcurrentCalls),
-	}
+	c := s.newConn(ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: r.RemoteAddr})
 	if refuse {
 		c.info.Protocol = s.cfg.Protocols[0]
 	}
@@ -213,7 +244,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.unregister(c, !refuse)
+	defer s.unregister(c)
 	offered := len(r.Header.Values("Sec-WebSocket-Protocol")) > 0
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
 	if offered && ok {
@@ -236,7 +267,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name, "remote", c.info.Remote)
 	c.serve(context.WithValue(context.Background(), connKey{}, c))
-	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(), "code", int(c.code))
+	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(),
+		"code", int(c.code), "close_sent", c.closeSent())
+}
+
+func (s *Server) newConn(info ConnInfo) *Conn {
+	c := &Conn{
+		info:    info,
+		srv:     s,
+		wake:    make(chan struct{}, 1),
+		written: make(chan struct{}),
+		slots:   make(chan struct{}, s.cfg.MaxConcurrentCalls),
+	}
+	c.space.L = &c.mu
+	if !math.IsInf(s.cfg.RateLimit, 1) {
+		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst)
+	}
+	return c
 }
 
 // register adds a connection about to be upgraded, and to the hub if
@@ -251,15 +298,14 @@ func (s *Server) register(c *Conn, live bool) bool {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	if live {
+		c.live = true
 		s.hub.Attach(c)
 	}
 	return true
 }
 
-func (s *Server) unregister(c *Conn, live bool) {
-	if live {
-		s.hub.Detach(c)
-	}
+func (s *Server) unregister(c *Conn) {
+	c.leaveHub()
 	s.mu.Lock()
 	delete(s.conns, c)
 	close(s.left)
@@ -286,26 +332,35 @@ func (s *Server) negotiate(offer []string) (p protocols.Protocol, refuse, ok boo
 
 // handleMessage decodes one WebSocket message and answers its calls in
 // order, except that a single call to a Concurrent method is started in
-// its own goroutine and the reader goes on.
+// its own goroutine and the reader goes on. Every message is charged
+// against the rate limit, batch elements one by one.
 func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 	cd := c.Codec()
 	msgs, batch, err := cd.Decode(nil, frame)
 	if err != nil {
-		s.reply(c, cd, codec.NullID, nil, err)
+		if c.admit() {
+			s.reply(c, cd, codec.NullID, nil, err)
+		}
 		return
 	}
-	if !batch && len(msgs) == 1 && msgs[0].Kind != codec.KindInvalid && s.router.IsConcurrent(msgs[0].Method) {
-		s.callConcurrent(ctx, c, cd, frame)
+	if !batch && len(msgs) == 1 && msgs[0].Kind == codec.KindRequest && s.router.IsConcurrent(msgs[0].Method) && !s.stopping.Load() {
+		if c.admit() {
+			s.callConcurrent(ctx, c, cd, frame)
+		} else {
+			c.sendReply(s.refusal(cd, msgs[0]))
+		}
 		return
 	}
+	budget := newReplyBudget(s.cfg.SendQueueBytes)
 	var items [][]byte
 	for _, m := range msgs {
-		out := s.call(ctx, c, cd, m)
+		out := s.serveMessage(ctx, c, cd, m)
 		if out == nil {
 			continue
 		}
+		out = budget.fit(s, cd, m, out)
 		if !batch {
-			c.Send(out)
+			c.sendReply(out)
 			continue
 		}
 		items = append(items, out)
@@ -316,8 +371,50 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 			s.log.Error("encoding batch reply", "err", err)
 			return
 		}
-		c.Send(out)
+		c.sendReply(out)
 	}
+}
+
+// serveMessage answers one decoded message unless the rate limit refuses
+// it.
+func (s *Server) serveMessage(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
+	if !c.admit() {
+		return s.refusal(cd, m)
+	}
+	return s.call(ctx, c, cd, m)
+}
+
+// refusal is the answer to a message over the rate limit: -32006 for a
+// call; nothing for anything else (notifications, replies and invalid
+// messages are dropped, and count towards the refusals in a row).
+func (s *Server) refusal(cd codec.Codec, m codec.Message) []byte {
+	if m.Kind != codec.KindRequest {
+		return nil
+	}
+	return s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeRateLimited, "slow down"))
+}
+
+// replyBudget bounds the bytes of one reply frame (a single reply or a
+// whole batch reply) to what the send queue can hold. A reply that would
+// exceed it is replaced by -32008, which is small: the batch goes on.
+type replyBudget struct{ left int }
+
+// replyErrorRoom is kept free for the error replies and the batch framing
+// that may follow a reply that used up the budget.
+const replyErrorRoom = 32 << 10
+
+func newReplyBudget(queue int) *replyBudget {
+	return &replyBudget{left: max(queue-replyErrorRoom, queue/2)}
+}
+
+func (b *replyBudget) fit(s *Server, cd codec.Codec, m codec.Message, out []byte) []byte {
+	if len(out) > b.left {
+		s.log.Info("reply too large", "method", m.Method, "bytes", len(out), "budget", b.left)
+		out = s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeReplyTooLarge,
+			"the reply would exceed "+strconv.Itoa(b.left)+" bytes: ask for less"))
+	}
+	b.left -= len(out)
+	return out
 }
 
 // callConcurrent runs the one call in frame in a goroutine. The message is
@@ -331,25 +428,34 @@ func (s *Server) callConcurrent(ctx context.Context, c *Conn, cd codec.Codec, fr
 	}
 	c.slots <- struct{}{} // a full set of slots blocks the reader
 	c.calls.Add(1)
+	c.busy.Add(1)
 	go func() {
 		defer func() {
 			<-c.slots
 			c.calls.Done()
+			c.idle()
 		}()
 		if out := s.call(ctx, c, cd, msgs[0]); out != nil {
-			c.Send(out)
+			c.sendReply(newReplyBudget(s.cfg.SendQueueBytes).fit(s, cd, msgs[0], out))
 		}
 	}()
 }
 
 // call runs one message and returns the encoded reply, or nil for none.
+// While the server drains, calls are refused with -32007.
 func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
 	switch m.Kind {
 	case codec.KindInvalid:
 		return s.encodeReply(cd, codec.NullID, nil, m.Error)
 	case codec.KindRequest, codec.KindNotification:
 	default:
-		return nil // replies from a client: the server never calls, so ignore them
+		return nil // replies from a client: the server never calls, so drop them
+	}
+	if s.stopping.Load() {
+		if m.Kind == codec.KindNotification {
+			return nil
+		}
+		return s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeShuttingDown, "reconnect elsewhere"))
 	}
 	call := &Call{Method: m.Method, Params: m.Body, Codec: cd, Notification: m.Kind == codec.KindNotification}
 	res, err := s.router.Serve(ctx, call)
@@ -364,7 +470,7 @@ func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Mess
 
 func (s *Server) reply(c *Conn, cd codec.Codec, id codec.ID, res any, err error) {
 	if out := s.encodeReply(cd, id, res, err); out != nil {
-		c.Send(out)
+		c.sendReply(out)
 	}
 }
 
@@ -384,20 +490,33 @@ func (s *Server) encodeReply(cd codec.Codec, id codec.ID, res any, err error) []
 	return out
 }
 
-// Shutdown stops taking connections, closes every connection with 1001
-// after its in-flight call is answered, and waits for them all or ctx.
+// Shutdown drains the server: /readyz fails and new upgrades get 503 at
+// once; every connection gets a gateway.notice "draining"; calls read
+// from then on get -32007; each connection closes with 1001 as soon as its
+// calls in flight are answered. With a deadline on ctx, no write or
+// closing handshake lasts past it, so a stalled client cannot hold the
+// shutdown. Shutdown returns when every connection has ended, or with
+// ctx's error when ctx ends first; Close then cuts what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
+	s.stopping.Store(true)
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	deadline, hasDeadline := ctx.Deadline()
 	notice := NewPush(chat.PushNotice, &chat.Notice{Kind: chat.NoticeDraining, Message: "server shutting down"})
+	// Writes and closing handshakes end by nine tenths of the time left,
+	// which leaves the rest for sockets to close and Shutdown to return.
+	limit := time.Now().Add(time.Until(deadline) * 9 / 10)
 	for _, c := range conns {
+		if hasDeadline {
+			c.limitDeadlines(limit)
+		}
 		c.Deliver(notice)
-		c.closeWith(CloseGoingAway, "server shutting down")
+		c.drain()
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -406,6 +525,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// Close cuts every connection at once: calls in flight are cancelled and
+// sockets closed without a closing handshake. Use it after a Shutdown
+// whose context ended.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.draining = true
+	s.stopping.Store(true)
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.abort()
 	}
 }
 

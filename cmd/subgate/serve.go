@@ -42,7 +42,9 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&c.DefaultProtocol, "default-protocol", "json-rpc", `protocol for clients that offer none ("none" refuses them with 400)`)
 	fs.StringVar(&c.RejectMode, "reject-mode", "status", `refusal when nothing offered is supported: "status" (HTTP 400) or "close" (101, then close 1002)`)
 	fs.IntVar(&maxMsg, "max-message-size", 1<<20, "largest message in bytes (close 1009 beyond)")
-	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", 4<<20, "per-connection send queue bound in bytes (slow consumers are closed with 1008)")
+	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", 4<<20, "per-connection bound on bytes not yet written, and the largest reply (slow consumers are closed with 4000; larger replies get -32008)")
+	fs.Float64Var(&c.RateLimit, "rate", 100, "calls per second per connection (-32006 beyond; inf: no limit)")
+	fs.IntVar(&c.RateBurst, "burst", 200, "calls a connection may make at once above -rate")
 	fs.IntVar(&c.MaxConcurrentCalls, "max-concurrent-calls", 16, "calls to concurrent methods one connection may have in flight")
 	fs.IntVar(&c.HistorySize, "history-size", 1000, "messages kept per room")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "upgrade request timeout")
@@ -147,6 +149,7 @@ func runServe(args []string, stderr io.Writer) int {
 	_ = hs.Shutdown(sctx) // stops accepting; hijacked WebSockets are the gateway's
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown timed out", "connections", srv.Conns())
+		srv.Close()
 		return 1
 	}
 	log.Info("stopped")
