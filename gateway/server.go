@@ -354,8 +354,12 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 	budget := newReplyBudget(s.cfg.SendQueueBytes)
 	var items [][]byte
 	for _, m := range msgs {
-		out := s.serveMessage(ctx, c, cd, m)
-		if out == nil {
+		var out []byte
+		if budget.spent && m.Kind == codec.KindRequest {
+			// The batch's replies used up the budget: the rest are
+			// refused without running them.
+			out = s.tooLarge(cd, m, budget)
+		} else if out = s.serveMessage(ctx, c, cd, m); out == nil {
 			continue
 		}
 		out = budget.fit(s, cd, m, out)
@@ -396,25 +400,36 @@ func (s *Server) refusal(cd codec.Codec, m codec.Message) []byte {
 
 // replyBudget bounds the bytes of one reply frame (a single reply or a
 // whole batch reply) to what the send queue can hold. A reply that would
-// exceed it is replaced by -32008, which is small: the batch goes on.
-type replyBudget struct{ left int }
+// exceed it is replaced by -32008, and so are the batch's later calls,
+// which are not run: a batch never builds more than one reply past its
+// budget.
+type replyBudget struct {
+	left, total int
+	spent       bool
+}
 
 // replyErrorRoom is kept free for the error replies and the batch framing
 // that may follow a reply that used up the budget.
 const replyErrorRoom = 32 << 10
 
 func newReplyBudget(queue int) *replyBudget {
-	return &replyBudget{left: max(queue-replyErrorRoom, queue/2)}
+	n := max(queue-replyErrorRoom, queue/2)
+	return &replyBudget{left: n, total: n}
 }
 
 func (b *replyBudget) fit(s *Server, cd codec.Codec, m codec.Message, out []byte) []byte {
-	if len(out) > b.left {
+	if len(out) > b.left && !b.spent {
 		s.log.Info("reply too large", "method", m.Method, "bytes", len(out), "budget", b.left)
-		out = s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeReplyTooLarge,
-			"the reply would exceed "+strconv.Itoa(b.left)+" bytes: ask for less"))
+		b.spent = true
+		out = s.tooLarge(cd, m, b)
 	}
 	b.left -= len(out)
 	return out
+}
+
+func (s *Server) tooLarge(cd codec.Codec, m codec.Message, b *replyBudget) []byte {
+	return s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeReplyTooLarge,
+		"replies to one message are limited to "+strconv.Itoa(b.total)+" bytes: ask for less"))
 }
 
 // callConcurrent runs the one call in frame in a goroutine. The message is
