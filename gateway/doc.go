@@ -16,22 +16,43 @@
 // drains the connection's send queue, coalescing everything queued into one
 // flush, and sends keepalive pings.
 //
-// The send queue is bounded in bytes (Config.SendQueueBytes). Enqueueing
-// never blocks: a message that would overflow the queue closes the
-// connection with 1008 "slow consumer" (the queued data is dropped), so a
-// slow client never stalls a sender, a room or the hub.
+// The send queue is bounded in bytes (Config.SendQueueBytes), counting
+// every byte accepted and not yet written to the socket: queued, or taken
+// by the writer and still in its hands (a writer stuck on a full socket
+// keeps its bytes counted). Pushes never block: a push that would exceed
+// the bound makes the connection a slow consumer. Its queue is dropped, it
+// leaves the hub at once (no more pushes; its client leaves its rooms if it
+// was the last connection), the writer gets the close timeout to finish
+// what it is writing, then writes a gateway.notice "lagging" and close
+// 4000; when it cannot, the socket is cut and the log says the close frame
+// was not sent. Replies to the connection's own calls wait for room
+// instead, which stops its reading: a client that calls faster than it
+// reads is slowed down, not cut. One reply frame (a single reply or a whole
+// batch reply) is at most the bound: a reply over it becomes -32008, and
+// so do the remaining calls of its batch, which are not run.
+//
+// Frames are read as their bytes arrive: the buffer grows with what was
+// received, never to the length a header announces. Every decoded message
+// (each batch element, and replies a client sends) is charged against the
+// connection's token bucket (Config.RateLimit, RateBurst); a call over it
+// gets -32006, and MaxRateRefusals refusals in a row close with 1008.
 //
 // Closing is started by Conn.closeWith, safe from any goroutine and
 // idempotent: it records the close reason and unblocks the reader. The
-// reader stops reading, waits for the calls in flight (their replies are
-// queued as usual; their context is cancelled only when nobody is left to
-// read the replies: the peer closed, the socket failed or the queue is
-// being dropped), then seals the queue. The writer flushes what is queued,
-// writes the close frame once the queue is sealed and half-closes. The
-// reader then drains the peer's input briefly so the close frame is not
-// lost to a reset, and closes the socket. So a server shutdown answers
-// every call it had read before it sends 1001.
+// reader stops reading, leaves the hub, waits for the calls in flight
+// (their replies are queued as usual; their context is cancelled only when
+// nobody is left to read the replies: the peer closed, the socket failed
+// or the queue is being dropped), then seals the queue. The writer flushes
+// what is queued, writes the close frame once the queue is sealed and
+// half-closes. The reader then drains the peer's input briefly so the
+// close frame is not lost to a reset, and closes the socket.
 //
+// Server.Shutdown drains: /readyz answers 503 and upgrades get 503 at
+// once, every connection gets gateway.notice "draining", calls read from
+// then on get -32007, and each connection closes with 1001 when the calls
+// it has in flight are answered (Conn.busy reaches 0). With a deadline,
+// no write or closing handshake outlasts nine tenths of it.
+
 // # The RPC core
 //
 // Methods are declared once with typed params and results (Register); the
@@ -49,5 +70,8 @@
 //
 // # Lock order
 //
-// memoryHub.mu, then Conn.mu. Push.mu is a leaf.
+// memoryHub.mu, then Conn.mu. Push.mu is a leaf. Server.mu is never held
+// with another lock. Conn.space waits on Conn.mu. No lock is held across
+// a read or write on a socket; SetDeadline calls under Conn.mu make no
+// system call (the runtime's poller keeps deadlines).
 package gateway
