@@ -146,8 +146,13 @@ func runServe(args []string, stderr io.Writer) int {
 	log.Info("shutting down", "connections", srv.Conns())
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
-	_ = hs.Shutdown(sctx) // stops accepting; hijacked WebSockets are the gateway's
-	if err := srv.Shutdown(sctx); err != nil {
+	// The gateway drains first while the listener stays open, so that
+	// /readyz answers 503 and new upgrades get 503 instead of a refused
+	// connection; then the HTTP server stops (hijacked WebSockets are the
+	// gateway's, not its).
+	err = srv.Shutdown(sctx)
+	_ = hs.Shutdown(sctx)
+	if err != nil {
 		log.Warn("shutdown timed out", "connections", srv.Conns())
 		srv.Close()
 		return 1

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -12,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/subgate/subgate/client"
 	"github.com/subgate/subgate/protocols/chat"
@@ -34,30 +39,7 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 func TestServeSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "serve", "-addr", "127.0.0.1:0")
-			cmd.Env = append(os.Environ(), "SUBGATE_TEST_MAIN=1")
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cmd.Process.Kill() })
-			lines := bufio.NewScanner(stderr)
-			var addr string
-			for addr == "" && lines.Scan() {
-				if m := listening.FindStringSubmatch(lines.Text()); m != nil {
-					addr = m[1]
-				}
-			}
-			if addr == "" {
-				t.Fatal("the server never logged its address")
-			}
-			go func() { // keep the pipe drained
-				for lines.Scan() {
-				}
-			}()
+			cmd, addr := startProcess(t, "serve", "-addr", "127.0.0.1:0")
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -88,6 +70,102 @@ func TestServeSignals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServeDrain: on SIGTERM the process keeps its listener while it
+// drains: /readyz answers 503 and a new upgrade gets 503 while a client
+// still owes its close frame; once it answers, the process exits 0.
+func TestServeDrain(t *testing.T) {
+	cmd, addr := startProcess(t, "serve", "-addr", "127.0.0.1:0", "-close-timeout", "30s")
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	u, _ := url.Parse("ws://" + addr + "/ws/drain")
+	br, _, err := ws.Dialer{Protocols: []string{"json-rpc"}}.Upgrade(nc, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r io.Reader = nc
+	if br != nil {
+		r = br
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := ws.ReadFrame(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Header.OpCode == ws.OpClose {
+			if code, _ := ws.ParseCloseFrameData(f.Payload); code != ws.StatusGoingAway {
+				t.Fatalf("close %d, want 1001", code)
+			}
+			break
+		}
+	}
+	// The server now waits for our close frame: it is draining.
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while draining: %d, want 503", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/ws/late", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade while draining: %d, want 503", resp.StatusCode)
+	}
+	if err := ws.WriteFrame(nc, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v, want status 0", err)
+	}
+}
+
+// startProcess runs the subgate binary (this test executable) with args
+// and returns it with the address it logged.
+func startProcess(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "SUBGATE_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && lines.Scan() {
+		if m := listening.FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatal("the server never logged its address")
+	}
+	go func() { // keep the pipe drained
+		for lines.Scan() {
+		}
+	}()
+	return cmd, addr
 }
 
 // Every setting is a flag whose default comes from its SUBGATE_* variable;
