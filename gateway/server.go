@@ -34,6 +34,24 @@ type Config struct {
 	// "close" accepts the upgrade and closes with 1002 "Unsupported
 	// subprotocol", as the FastAPI tutorial does.
 	RejectMode string
+	// AllowedOrigins are the origins ("https://app.example.com"), besides
+	// the request's own Host, whose pages may open a WebSocket: a request
+	// with another Origin is refused with 403. "*" allows any. Requests
+	// without Origin (not from a browser) always pass. Default: none.
+	AllowedOrigins []string
+	// JWTSecret, when set, requires an HS256 token whose sub is the client
+	// id (401 otherwise), and closes the connection with 4001 when the
+	// token expires. At least 32 bytes. Default "": no tokens, and a
+	// client id proves nothing.
+	JWTSecret string
+	// MaxConns bounds the node's connections, those being upgraded
+	// included; beyond it the upgrade is refused with 503. Default
+	// DefaultMaxConns(): below the file-descriptor limit, at most 10,000.
+	MaxConns int
+	// MaxConnsPerIP bounds the connections from one address (one /64 for
+	// IPv6); beyond it 503. Default DefaultMaxConnsPerIP (1000); set it
+	// to MaxConns to turn it off.
+	MaxConnsPerIP int
 	// MaxMessageSize bounds a message, all fragments together, in bytes.
 	// Larger messages close the connection with 1009. Default 1 MiB.
 	MaxMessageSize int64
@@ -78,6 +96,8 @@ func (c Config) withDefaults() Config {
 	if c.RejectMode == "" {
 		c.RejectMode = "status"
 	}
+	setDefault(&c.MaxConns, DefaultMaxConns())
+	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	setDefault(&c.MaxMessageSize, 1<<20)
 	setDefault(&c.SendQueueBytes, 4<<20)
 	setDefault(&c.MaxConcurrentCalls, 16)
@@ -103,6 +123,8 @@ func (c Config) checkPositive() error {
 		name string
 		n    int64
 	}{
+		{"MaxConns", int64(c.MaxConns)},
+		{"MaxConnsPerIP", int64(c.MaxConnsPerIP)},
 		{"MaxMessageSize", c.MaxMessageSize},
 		{"SendQueueBytes", int64(c.SendQueueBytes)},
 		{"MaxConcurrentCalls", int64(c.MaxConcurrentCalls)},
@@ -135,6 +157,7 @@ type Server struct {
 	hub    Hub
 	router *Router
 	mux    *http.ServeMux
+	adm    admission
 
 	nextID   atomic.Uint64
 	mu       sync.Mutex
@@ -162,7 +185,11 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.checkPositive(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), conns: map[*Conn]struct{}{}, left: make(chan struct{})}
+	adm, err := newAdmission(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), adm: adm, conns: map[*Conn]struct{}{}, left: make(chan struct{})}
 	s.router.Use(Logging(s.log))
 	RegisterChat(s.router, s.hub)
 	s.mux = http.NewServeMux()
@@ -190,9 +217,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "client id must be 1-64 characters of [A-Za-z0-9._-]", http.StatusBadRequest)
 		return
 	}
-	proto, refuse, ok := s.negotiate(r.Header.Values("Sec-WebSocket-Protocol"))
+	offer := protocols.ParseOffer(r.Header.Values("Sec-WebSocket-Protocol")...)
+	exp, rf := s.admit(r, id, offer)
+	if rf != nil {
+		s.refuse(w, r, id, rf)
+		return
+	}
+	proto, refuse, ok := s.negotiate(offer)
 	if !ok && !refuse {
-		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"))
+		s.log.Info("negotiation failed", "client_id", id, "offer", strings.Join(offer.Names, ", "))
 		http.Error(w, "no supported subprotocol; supported: "+protocols.Names(s.cfg.Protocols), http.StatusBadRequest)
 		return
 	}
@@ -209,15 +242,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The connection is registered, and reachable through the hub, before
 	// the 101 goes out: a client that has its handshake can be sent to at
 	// once. Pushes meanwhile wait in its queue.
-	if !s.register(c, !refuse) {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+	if rf := s.register(c, !refuse); rf != nil {
+		s.refuse(w, r, id, rf)
 		return
 	}
 	defer s.unregister(c, !refuse)
-	offered := len(r.Header.Values("Sec-WebSocket-Protocol")) > 0
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
-	if offered && ok {
-		up.Protocol = func(p string) bool { return p == proto.Name }
+	if len(offer.Names) > 0 && ok {
+		up.Protocol = func(p string) bool { return p == proto.Name && !protocols.IsBearer(p) }
 	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
@@ -229,23 +261,28 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c.attach(nc, rw.Reader)
 	if refuse {
-		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"), "reject_mode", "close")
+		s.log.Info("negotiation failed", "client_id", id, "offer", strings.Join(offer.Names, ", "), "reject_mode", "close")
 		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
 		c.serve(r.Context())
 		return
 	}
 	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name, "remote", c.info.Remote)
+	defer s.expireAt(c, exp)()
 	c.serve(context.WithValue(context.Background(), connKey{}, c))
 	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(), "code", int(c.code))
 }
 
 // register adds a connection about to be upgraded, and to the hub if
-// live; it refuses while the server drains.
-func (s *Server) register(c *Conn, live bool) bool {
+// live; it refuses while the server drains or beyond the connection caps.
+func (s *Server) register(c *Conn, live bool) *refusal {
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
-		return false
+		return refuseDraining
+	}
+	if rf := s.countLocked(c); rf != nil {
+		s.mu.Unlock()
+		return rf
 	}
 	s.wg.Add(1)
 	s.conns[c] = struct{}{}
@@ -253,7 +290,7 @@ func (s *Server) register(c *Conn, live bool) bool {
 	if live {
 		s.hub.Attach(c)
 	}
-	return true
+	return nil
 }
 
 func (s *Server) unregister(c *Conn, live bool) {
@@ -262,6 +299,7 @@ func (s *Server) unregister(c *Conn, live bool) {
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.uncountLocked(c)
 	close(s.left)
 	s.left = make(chan struct{})
 	s.mu.Unlock()
@@ -270,15 +308,15 @@ func (s *Server) unregister(c *Conn, live bool) {
 
 // negotiate picks the protocol for an offer. refuse is true when nothing
 // matched and the reject mode is "close".
-func (s *Server) negotiate(offer []string) (p protocols.Protocol, refuse, ok bool) {
-	if len(offer) == 0 {
+func (s *Server) negotiate(offer protocols.Offer) (p protocols.Protocol, refuse, ok bool) {
+	if len(offer.Names) == 0 {
 		if s.cfg.DefaultProtocol == "none" {
 			return p, false, false
 		}
 		p, _ = protocols.Lookup(s.cfg.Protocols, s.cfg.DefaultProtocol)
 		return p, false, true
 	}
-	if p, ok = protocols.Negotiate(strings.Join(offer, ","), s.cfg.Protocols); ok {
+	if p, ok = offer.Select(s.cfg.Protocols); ok {
 		return p, false, true
 	}
 	return p, s.cfg.RejectMode == "close", false
