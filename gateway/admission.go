@@ -28,9 +28,9 @@ import (
 // address from taking the whole node.
 const DefaultMaxConnsPerIP = 1000
 
-// minJWTSecret is the shortest HS256 secret accepted: RFC 7518 §3.2 wants
+// MinJWTSecret is the shortest HS256 secret accepted: RFC 7518 §3.2 wants
 // a key at least as long as the hash output (256 bits).
-const minJWTSecret = 32
+const MinJWTSecret = 32
 
 // tokenExpiredText is the notice and the close reason of a connection whose
 // token expired.
@@ -60,8 +60,8 @@ func newAdmission(c Config) (admission, error) {
 		a.origins[n] = true
 	}
 	if c.JWTSecret != "" {
-		if len(c.JWTSecret) < minJWTSecret {
-			return a, fmt.Errorf("gateway: JWTSecret must be at least %d bytes (RFC 7518 §3.2)", minJWTSecret)
+		if len(c.JWTSecret) < MinJWTSecret {
+			return a, fmt.Errorf("gateway: JWTSecret must be at least %d bytes (RFC 7518 §3.2)", MinJWTSecret)
 		}
 		a.key = []byte(c.JWTSecret)
 	}

@@ -4,6 +4,7 @@ package flood
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -76,6 +77,25 @@ func Close(rs []Result) {
 	for _, r := range rs {
 		if r.Conn != nil {
 			r.Conn.Close()
+		}
+	}
+}
+
+// Recovered tries one handshake after another until one is accepted, for
+// at most within; it fails at once on an answer other than 101 or 503 (a
+// timeout included).
+func Recovered(addr string, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; {
+		r := handshake(addr, "/ws/recovered", 5*time.Second)
+		switch {
+		case r.Status == http.StatusSwitchingProtocols:
+			return r.Conn.Close()
+		case r.Err != nil:
+			return r.Err
+		case r.Status != http.StatusServiceUnavailable:
+			return fmt.Errorf("flood: status %d", r.Status)
+		case time.Now().After(deadline):
+			return fmt.Errorf("flood: still refused after %v", within)
 		}
 	}
 }
