@@ -148,6 +148,9 @@ func runServe(args []string, stderr io.Writer) int {
 	// budget, and at EMFILE, instead of leaving clients in the backlog.
 	go func() { errc <- hs.Serve(gateway.NewListener(ln, 0, log)) }()
 	log.Info("listening", "addr", ln.Addr().String(), "protocols", protocols.Names(f.cfg.Protocols))
+	if b := gateway.FDBudget(); b > 0 && f.cfg.MaxConns > b {
+		log.Warn("-max-conns is above the file-descriptor budget: connections beyond the budget are refused at accept time", "max_conns", f.cfg.MaxConns, "fd_budget", b)
+	}
 	select {
 	case err := <-errc:
 		fmt.Fprintln(stderr, "subgate:", err)
