@@ -37,6 +37,24 @@ type Config struct {
 	// "close" accepts the upgrade and closes with 1002 "Unsupported
 	// subprotocol", as the FastAPI tutorial does.
 	RejectMode string
+	// AllowedOrigins are the origins ("https://app.example.com"), besides
+	// the request's own Host, whose pages may open a WebSocket: a request
+	// with another Origin is refused with 403. "*" allows any. Requests
+	// without Origin (not from a browser) always pass. Default: none.
+	AllowedOrigins []string
+	// JWTSecret, when set, requires an HS256 token whose sub is the client
+	// id (401 otherwise), and closes the connection with 4001 when the
+	// token expires. At least 32 bytes. Default "": no tokens, and a
+	// client id proves nothing.
+	JWTSecret string
+	// MaxConns bounds the node's connections, those being upgraded
+	// included; beyond it the upgrade is refused with 503. Default
+	// DefaultMaxConns(): below the file-descriptor limit, at most 10,000.
+	MaxConns int
+	// MaxConnsPerIP bounds the connections from one address (one /64 for
+	// IPv6); beyond it 503. Default DefaultMaxConnsPerIP (1000); set it
+	// to MaxConns to turn it off.
+	MaxConnsPerIP int
 	// MaxMessageSize bounds a message, all fragments together, in bytes.
 	// Larger messages close the connection with 1009. Default 1 MiB.
 	MaxMessageSize int64
@@ -96,6 +114,8 @@ func (c Config) withDefaults() Config {
 	if c.RejectMode == "" {
 		c.RejectMode = "status"
 	}
+	setDefault(&c.MaxConns, DefaultMaxConns())
+	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	setDefault(&c.MaxMessageSize, 1<<20)
 	setDefault(&c.SendQueueBytes, 4<<20)
 	setDefault(&c.RateLimit, 100)
@@ -123,6 +143,8 @@ func (c Config) checkPositive() error {
 		name string
 		n    int64
 	}{
+		{"MaxConns", int64(c.MaxConns)},
+		{"MaxConnsPerIP", int64(c.MaxConnsPerIP)},
 		{"MaxMessageSize", c.MaxMessageSize},
 		{"SendQueueBytes", int64(c.SendQueueBytes)},
 		{"RateBurst", int64(c.RateBurst)},
@@ -156,6 +178,7 @@ type Server struct {
 	hub    Hub
 	router *Router
 	mux    *http.ServeMux
+	adm    admission
 
 	nextID   atomic.Uint64
 	mu       sync.Mutex
@@ -187,7 +210,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimit < 0 || math.IsNaN(cfg.RateLimit) {
 		return nil, errors.New("gateway: RateLimit must be positive")
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), conns: map[*Conn]struct{}{}, left: make(chan struct{})}
+	adm, err := newAdmission(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), adm: adm, conns: map[*Conn]struct{}{}, left: make(chan struct{})}
 	s.router.Use(Logging(s.log))
 	RegisterChat(s.router, s.hub)
 	s.mux = http.NewServeMux()
@@ -227,9 +254,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "client id must be 1-64 characters of [A-Za-z0-9._-]", http.StatusBadRequest)
 		return
 	}
-	proto, refuse, ok := s.negotiate(r.Header.Values("Sec-WebSocket-Protocol"))
+	offer := protocols.ParseOffer(r.Header.Values("Sec-WebSocket-Protocol")...)
+	exp, rf := s.admit(r, id, offer)
+	if rf != nil {
+		s.refuse(w, r, id, rf)
+		return
+	}
+	proto, refuse, ok := s.negotiate(offer)
 	if !ok && !refuse {
-		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"))
+		s.log.Info("negotiation failed", "client_id", id, "offer", strings.Join(offer.Names, ", "))
 		http.Error(w, "no supported subprotocol; supported: "+protocols.Names(s.cfg.Protocols), http.StatusBadRequest)
 		return
 	}
@@ -240,15 +273,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The connection is registered, and reachable through the hub, before
 	// the 101 goes out: a client that has its handshake can be sent to at
 	// once. Pushes meanwhile wait in its queue.
-	if !s.register(c, !refuse) {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+	if rf := s.register(c, !refuse); rf != nil {
+		s.refuse(w, r, id, rf)
 		return
 	}
 	defer s.unregister(c)
-	offered := len(r.Header.Values("Sec-WebSocket-Protocol")) > 0
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
-	if offered && ok {
-		up.Protocol = func(p string) bool { return p == proto.Name }
+	if len(offer.Names) > 0 && ok {
+		up.Protocol = func(p string) bool { return p == proto.Name && !protocols.IsBearer(p) }
 	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
@@ -260,12 +292,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c.attach(nc, rw.Reader)
 	if refuse {
-		s.log.Info("negotiation failed", "client_id", id, "offer", r.Header.Get("Sec-WebSocket-Protocol"), "reject_mode", "close")
+		s.log.Info("negotiation failed", "client_id", id, "offer", strings.Join(offer.Names, ", "), "reject_mode", "close")
 		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
 		c.serve(r.Context())
 		return
 	}
 	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name, "remote", c.info.Remote)
+	defer s.expireAt(c, exp)()
 	c.serve(context.WithValue(context.Background(), connKey{}, c))
 	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(),
 		"code", int(c.code), "close_sent", c.closeSent())
@@ -287,12 +320,16 @@ func (s *Server) newConn(info ConnInfo) *Conn {
 }
 
 // register adds a connection about to be upgraded, and to the hub if
-// live; it refuses while the server drains.
-func (s *Server) register(c *Conn, live bool) bool {
+// live; it refuses while the server drains or beyond the connection caps.
+func (s *Server) register(c *Conn, live bool) *refusal {
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
-		return false
+		return refuseDraining
+	}
+	if rf := s.countLocked(c); rf != nil {
+		s.mu.Unlock()
+		return rf
 	}
 	s.wg.Add(1)
 	s.conns[c] = struct{}{}
@@ -301,13 +338,14 @@ func (s *Server) register(c *Conn, live bool) bool {
 		c.live = true
 		s.hub.Attach(c)
 	}
-	return true
+	return nil
 }
 
 func (s *Server) unregister(c *Conn) {
 	c.leaveHub()
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.uncountLocked(c)
 	close(s.left)
 	s.left = make(chan struct{})
 	s.mu.Unlock()
@@ -316,15 +354,15 @@ func (s *Server) unregister(c *Conn) {
 
 // negotiate picks the protocol for an offer. refuse is true when nothing
 // matched and the reject mode is "close".
-func (s *Server) negotiate(offer []string) (p protocols.Protocol, refuse, ok bool) {
-	if len(offer) == 0 {
+func (s *Server) negotiate(offer protocols.Offer) (p protocols.Protocol, refuse, ok bool) {
+	if len(offer.Names) == 0 {
 		if s.cfg.DefaultProtocol == "none" {
 			return p, false, false
 		}
 		p, _ = protocols.Lookup(s.cfg.Protocols, s.cfg.DefaultProtocol)
 		return p, false, true
 	}
-	if p, ok = protocols.Negotiate(strings.Join(offer, ","), s.cfg.Protocols); ok {
+	if p, ok = offer.Select(s.cfg.Protocols); ok {
 		return p, false, true
 	}
 	return p, s.cfg.RejectMode == "close", false

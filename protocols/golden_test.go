@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/sourcegraph/jsonrpc2"
@@ -249,6 +250,8 @@ func TestNegotiate(t *testing.T) {
 		{"xml-rpc", ""},
 		{"", ""},
 		{" , ,", ""},
+		{"bearer.msgpack", ""},
+		{"bearer.x, binary-raw", BinaryRaw},
 	} {
 		p, ok := Negotiate(tc.offer, All)
 		if ok != (tc.want != "") || p.Name != tc.want {
@@ -257,5 +260,28 @@ func TestNegotiate(t *testing.T) {
 	}
 	if p, ok := Negotiate("msgpack, json-rpc", All[:1]); !ok || p.Name != JSONRPC {
 		t.Errorf("enabled list not honoured: %q", p.Name)
+	}
+	// A protocol named like a bearer entry is never selected.
+	if p, ok := Negotiate("bearer.x", []Protocol{{Name: "bearer.x"}}); ok {
+		t.Errorf("bearer entry selected as %q", p.Name)
+	}
+}
+
+func TestParseOffer(t *testing.T) {
+	for _, tc := range []struct {
+		values []string
+		names  []string
+		token  string
+	}{
+		{nil, nil, ""},
+		{[]string{"json-rpc, bearer.abc.def-_x"}, []string{"json-rpc"}, "abc.def-_x"},
+		{[]string{"bearer.t1", "msgpack,bearer.t2"}, []string{"msgpack"}, "t1"},
+		{[]string{" , bearer.t ,"}, nil, "t"},
+		{[]string{"a,b", "c"}, []string{"a", "b", "c"}, ""},
+	} {
+		o := ParseOffer(tc.values...)
+		if !slices.Equal(o.Names, tc.names) || o.Token != tc.token {
+			t.Errorf("%q: got %q %q, want %q %q", tc.values, o.Names, o.Token, tc.names, tc.token)
+		}
 	}
 }

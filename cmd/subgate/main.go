@@ -1,5 +1,6 @@
 // Command subgate is the gateway binary: `subgate serve` (the default) runs
-// the server, `subgate call` is a command-line client.
+// the server, `subgate call` is a command-line client, `subgate token`
+// signs a token for a client id.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 const usage = `usage:
   subgate [serve] [flags]   run the gateway (subgate serve -h for flags)
   subgate call [flags] METHOD [PARAMS_JSON]...   call methods (subgate call -h)
+  subgate token -sub CLIENT_ID [-ttl 1h]   print a token signed with $SUBGATE_JWT_SECRET (subgate token -h)
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -22,6 +24,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runServe(args[1:], stderr)
 		case "call":
 			return runCall(args[1:], stdout, stderr)
+		case "token":
+			return runToken(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0

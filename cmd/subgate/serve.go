@@ -22,9 +22,9 @@ import (
 // serveFlags binds every setting to a flag whose default comes from its
 // SUBGATE_* environment variable.
 type serveFlags struct {
-	addr, protos, logLevel, logFormat string
-	shutdownTimeout                   time.Duration
-	cfg                               gateway.Config
+	addr, protos, origins, logLevel, logFormat string
+	shutdownTimeout                            time.Duration
+	cfg                                        gateway.Config
 }
 
 func envName(flagName string) string {
@@ -41,6 +41,10 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&f.protos, "protocols", "json-rpc,msgpack,binary-raw", "enabled subprotocols, comma separated")
 	fs.StringVar(&c.DefaultProtocol, "default-protocol", "json-rpc", `protocol for clients that offer none ("none" refuses them with 400)`)
 	fs.StringVar(&c.RejectMode, "reject-mode", "status", `refusal when nothing offered is supported: "status" (HTTP 400) or "close" (101, then close 1002)`)
+	fs.StringVar(&f.origins, "allowed-origins", "", `origins besides the request's Host whose pages may connect, comma separated ("https://app.example.com"; "*" allows any); others get 403`)
+	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 secret: when set, a token whose sub is the client id is required (401 otherwise); prefer the environment variable")
+	fs.IntVar(&c.MaxConns, "max-conns", gateway.DefaultMaxConns(), "connections per node, handshakes included (503 beyond); the default is below the file-descriptor limit")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "connections per client address, per /64 for IPv6 (503 beyond); set it to -max-conns to turn it off")
 	fs.IntVar(&maxMsg, "max-message-size", 1<<20, "largest message in bytes (close 1009 beyond)")
 	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", 4<<20, "per-connection bound on bytes not yet written, and the largest reply (slow consumers are closed with 4000; larger replies get -32008)")
 	fs.Float64Var(&c.RateLimit, "rate", 100, "calls per second per connection (-32006 beyond; inf: no limit)")
@@ -65,7 +69,9 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 			if err := fl.Value.Set(v); err != nil {
 				bad = append(bad, env+"="+v+": "+err.Error())
 			}
-			fl.DefValue = v
+			if fl.Name != "jwt-secret" { // -h must not print the secret
+				fl.DefValue = v
+			}
 		}
 	})
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +84,11 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c.MaxMessageSize = int64(maxMsg)
+	for _, o := range strings.Split(f.origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
 	for _, name := range strings.Split(f.protos, ",") {
 		p, ok := protocols.Lookup(protocols.All, strings.TrimSpace(name))
 		if !ok {
@@ -135,8 +146,13 @@ func runServe(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	// The listener answers 503 at accept time beyond the file-descriptor
+	// budget, and at EMFILE, instead of leaving clients in the backlog.
+	go func() { errc <- hs.Serve(gateway.NewListener(ln, 0, log)) }()
 	log.Info("listening", "addr", ln.Addr().String(), "protocols", protocols.Names(f.cfg.Protocols))
+	if b := gateway.FDBudget(); b > 0 && f.cfg.MaxConns > b {
+		log.Warn("-max-conns is above the file-descriptor budget: connections beyond the budget are refused at accept time", "max_conns", f.cfg.MaxConns, "fd_budget", b)
+	}
 	select {
 	case err := <-errc:
 		fmt.Fprintln(stderr, "subgate:", err)

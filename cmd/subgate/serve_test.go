@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/subgate/subgate/client"
+	"github.com/subgate/subgate/gateway"
 	"github.com/subgate/subgate/protocols/chat"
 )
 
@@ -33,14 +35,44 @@ func TestMain(m *testing.M) {
 
 var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
+// startServe runs `subgate serve -addr 127.0.0.1:0 args...` as a process
+// with env added to its environment, and returns it and its address.
+func startServe(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "SUBGATE_TEST_MAIN=1"), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && lines.Scan() {
+		if m := listening.FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatal("the server never logged its address")
+	}
+	go func() { // keep the pipe drained
+		for lines.Scan() {
+		}
+	}()
+	return cmd, addr
+}
+
 // TestServeSignals runs `subgate serve` as a process: it logs the address
 // it listens on, answers calls, and on SIGTERM or SIGINT closes every
 // client with 1001 and exits 0.
 func TestServeSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd, addr := startProcess(t, "serve", "-addr", "127.0.0.1:0")
-
+			cmd, addr := startServe(t, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			c, err := client.Dial(ctx, "ws://"+addr+"/ws/sig", client.Options{Protocol: "msgpack"})
@@ -76,7 +108,7 @@ func TestServeSignals(t *testing.T) {
 // drains: /readyz answers 503 and a new upgrade gets 503 while a client
 // still owes its close frame; once it answers, the process exits 0.
 func TestServeDrain(t *testing.T) {
-	cmd, addr := startProcess(t, "serve", "-addr", "127.0.0.1:0", "-close-timeout", "30s")
+	cmd, addr := startServe(t, nil, "-close-timeout", "30s")
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -137,37 +169,6 @@ func TestServeDrain(t *testing.T) {
 	}
 }
 
-// startProcess runs the subgate binary (this test executable) with args
-// and returns it with the address it logged.
-func startProcess(t *testing.T, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "SUBGATE_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	lines := bufio.NewScanner(stderr)
-	var addr string
-	for addr == "" && lines.Scan() {
-		if m := listening.FindStringSubmatch(lines.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		t.Fatal("the server never logged its address")
-	}
-	go func() { // keep the pipe drained
-		for lines.Scan() {
-		}
-	}()
-	return cmd, addr
-}
-
 // Every setting is a flag whose default comes from its SUBGATE_* variable;
 // a flag given on the command line wins over the environment.
 func TestServeFlagsAndEnv(t *testing.T) {
@@ -207,10 +208,42 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		{"-idle-timeout", "-5s"},
 		{"-reject-mode", "maybe"},
 		{"-protocols", "msgpack", "-default-protocol", "json-rpc"},
+		{"-allowed-origins", "app.example.com"},
+		{"-jwt-secret", "short"},
+		{"-max-conns", "-1"},
+		{"-max-conns-per-ip", "-1"},
 	} {
 		var stderr strings.Builder
 		if code := runServe(args, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.HasPrefix(stderr.String(), "subgate: ") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
 		}
+	}
+}
+
+// The admission settings come from flags or SUBGATE_* variables; their
+// defaults are the gateway's, and -h never prints the secret.
+func TestServeAdmissionFlags(t *testing.T) {
+	f, err := parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.cfg; c.MaxConns != gateway.DefaultMaxConns() || c.MaxConnsPerIP != gateway.DefaultMaxConnsPerIP || c.JWTSecret != "" || c.AllowedOrigins != nil {
+		t.Fatalf("defaults %+v", c)
+	}
+	t.Setenv("SUBGATE_ALLOWED_ORIGINS", "https://a.example, https://b.example:8443")
+	t.Setenv("SUBGATE_JWT_SECRET", "env-secret-env-secret-env-secret-env")
+	t.Setenv("SUBGATE_MAX_CONNS", "50")
+	var help strings.Builder
+	f, err = parseServe([]string{"-max-conns-per-ip", "5"}, &help)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.cfg
+	if strings.Join(c.AllowedOrigins, " ") != "https://a.example https://b.example:8443" || c.JWTSecret != "env-secret-env-secret-env-secret-env" ||
+		c.MaxConns != 50 || c.MaxConnsPerIP != 5 {
+		t.Fatalf("config %+v", c)
+	}
+	if _, err := parseServe([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) || strings.Contains(help.String(), "env-secret") || !strings.Contains(help.String(), "(default 50)") {
+		t.Fatalf("help (%v):\n%s", err, help.String())
 	}
 }
