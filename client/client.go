@@ -62,6 +62,13 @@ type Options struct {
 	// (0: DefaultMaxMessageSize). A larger message fails the connection with
 	// close code 1009.
 	MaxMessageSize int64
+	// OnNullIDError, when set, receives each error the server sent with a
+	// null id: it could not read a message of this client. Such an error
+	// answers no call (a call whose request the server could not read waits
+	// until its context ends) and the client never answers it, as it never
+	// answers any reply. It is called from the read goroutine, like OnPush,
+	// and may call Close. Nil: these errors are dropped.
+	OnNullIDError func(*codec.Error)
 }
 
 // ErrClosed is returned by Call and Notify on a client whose connection has
@@ -157,11 +164,12 @@ type Client struct {
 	cause   *CloseError // first local reason to fail the connection
 
 	closing   atomic.Bool // Close was called
-	inOnPush  atomic.Bool // the read goroutine is running OnPush
+	inOnPush  atomic.Bool // the read goroutine is running OnPush or OnNullIDError
 	closeOnce sync.Once
 	done      chan struct{}
 
 	onPush  func(Push)
+	onNull  func(*codec.Error)
 	pushes  chan Push
 	dropped atomic.Uint64
 }
@@ -221,6 +229,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		pending: make(map[int64]chan reply),
 		done:    make(chan struct{}),
 		onPush:  opts.OnPush,
+		onNull:  opts.OnNullIDError,
 	}
 	if proto.Binary {
 		c.op = ws.OpBinary
@@ -659,10 +668,16 @@ func (c *Client) control(hdr ws.Header, r io.Reader) error {
 }
 
 // dispatch routes one decoded message. It copies what outlives the frame.
+// Nothing it receives is ever answered: the server's replies, valid or
+// not, are matched to calls or dropped, so no error can bounce between
+// client and server.
 func (c *Client) dispatch(m *codec.Message) {
 	switch m.Kind {
-	case codec.KindResult, codec.KindError:
+	case codec.KindResult, codec.KindError, codec.KindInvalidReply:
 		if m.ID.Kind != codec.IDNumber {
+			if m.Kind == codec.KindError && m.ID.Kind == codec.IDNull && c.onNull != nil {
+				c.nullIDError(*m.Error)
+			}
 			return // a null-id error cannot be matched to a call
 		}
 		c.mu.Lock()
@@ -672,17 +687,27 @@ func (c *Client) dispatch(m *codec.Message) {
 		if ch == nil {
 			return // a call that gave up, or an id never sent
 		}
-		if m.Kind == codec.KindResult {
+		switch m.Kind {
+		case codec.KindResult:
 			ch <- reply{body: bytes.Clone(m.Body)}
-		} else {
-			e := *m.Error
-			ch <- reply{err: &e}
+		case codec.KindError:
+			ch <- reply{err: new(*m.Error)}
+		default:
+			ch <- reply{err: fmt.Errorf("client: malformed reply from the server: %w", new(*m.Error))}
 		}
 	case codec.KindNotification:
 		c.push(Push{Method: m.Method, Body: bytes.Clone(m.Body), codec: c.proto.Codec})
 	}
 	// Requests (the server sends none) and invalid batch elements are
 	// ignored.
+}
+
+// nullIDError hands a null-id error to OnNullIDError, telling Close not to
+// wait for the read goroutine meanwhile.
+func (c *Client) nullIDError(e codec.Error) {
+	c.inOnPush.Store(true)
+	defer c.inOnPush.Store(false)
+	c.onNull(&e)
 }
 
 // push delivers a push to OnPush or to the channel, dropping the oldest

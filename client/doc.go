@@ -40,6 +40,11 @@
 // broke without a close frame), Pushes is closed, Done is closed and Err
 // returns that error.
 //
+// The client never answers anything the server sends. An error with a null
+// id says the server could not read a message of this client; it matches no
+// call and goes to Options.OnNullIDError when set. A reply the codec cannot
+// read fails the call it names, if any, and is otherwise dropped.
+//
 // # Reconnecting
 //
 // A Client is one connection and never reconnects by itself: after Done,

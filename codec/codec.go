@@ -24,9 +24,16 @@ const (
 	KindResult
 	// KindError is a failed reply: ID (possibly null) and Error.
 	KindError
+	// KindInvalidReply is a message tagged as a reply (a result or an
+	// error) that is not a valid one, such as a MessagePack-RPC response
+	// whose error is a string. Error says what is wrong; ID is set when it
+	// could be read. Unlike KindInvalid it is never answered: an error
+	// reply to a reply could be answered in turn, and two peers would
+	// answer each other forever.
+	KindInvalidReply
 )
 
-var kindNames = [...]string{"invalid", "request", "notification", "result", "error"}
+var kindNames = [...]string{"invalid", "request", "notification", "result", "error", "invalid reply"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -128,7 +135,7 @@ type Message struct {
 	// codec's Unmarshal. Empty when the message carried none. It aliases the
 	// frame.
 	Body []byte
-	// Error is set for KindError and KindInvalid.
+	// Error is set for KindError, KindInvalid and KindInvalidReply.
 	Error *Error
 }
 
@@ -141,7 +148,10 @@ type Codec interface {
 	// holds to dst (one, or several for a batch). A non-nil error is an
 	// *Error (parse error or invalid request) about the frame as a whole;
 	// the reply to it carries NullID. A batch element that is invalid comes
-	// back as a KindInvalid message in its place.
+	// back as a KindInvalid message in its place. Anything tagged as a
+	// reply, however malformed, is a KindResult, KindError or
+	// KindInvalidReply message and never an error or KindInvalid, so that
+	// the server never answers a reply.
 	Decode(dst []Message, frame []byte) (msgs []Message, batch bool, err error)
 	// Unmarshal decodes a message Body into v (a pointer to a typed struct).
 	// In json-rpc and msgpack an empty body (no params) leaves v unchanged;

@@ -18,15 +18,25 @@
 // it checks every one there is) and every binary-raw line of
 // testdata/golden, which it reads from this checkout.
 //
+// TestReplyLoopPython and TestReplyLoopNode run real MessagePack-RPC
+// libraries, Debian's python3-pynvim (pynvim.msgpack_rpc, through a small
+// WebSocket adapter in python/replyloop.py) and npm's msgpack5rpc
+// (node/replyloop.mjs), against the gateway with malformed responses
+// injected: pynvim answers a nil-msgid error with a string-error response,
+// msgpack5rpc crashes on a nil-msgid error, and a gateway that answered
+// responses looped with the first and crashed the second. Each checks that
+// the library receives only the frames it should, ending with a normal
+// call's result.
+//
 // The tests need Node.js, npm packages and Debian packages that a plain
 // `go test ./...` does not, so they are skipped unless SUBGATE_INTEROP=1.
 // Install the prerequisites, then run them:
 //
-//	bash interop/setup.sh   # npm ci in interop/node; apt-get install python3-websockets python3-msgpack
+//	bash interop/setup.sh   # npm ci in interop/node; apt-get install python3-websockets python3-msgpack python3-pynvim
 //	SUBGATE_INTEROP=1 go test -race -count=1 -v ./interop/
 //
 // With SUBGATE_INTEROP=1 a missing prerequisite (node, interop/node/node_modules,
-// /usr/bin/python3 or its websockets and msgpack modules) fails the test with the
+// /usr/bin/python3 or its websockets, msgpack and pynvim modules) fails the test with the
 // command that installs it, rather than skipping: a run that asked for the
 // interop tests must not pass without running them.
 //

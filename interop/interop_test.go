@@ -143,3 +143,37 @@ func TestPython(t *testing.T) {
 	runScript(t, "python", python, "interop.py", base)
 	waitNoConns(t, srv)
 }
+
+// TestReplyLoopPython runs pynvim's msgpack_rpc (Debian's python3-pynvim)
+// against the gateway: it answers the gateway's nil-msgid error with a
+// string-error response, and that response, like every malformed response
+// it then sends, must not be answered (python/replyloop.py).
+func TestReplyLoopPython(t *testing.T) {
+	gate(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, python, "-c", "import websockets, msgpack, pynvim.msgpack_rpc").CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot import websockets, msgpack and pynvim.msgpack_rpc: %v\n%s\ninstall with: %s (or as root: apt-get install -y python3-pynvim)", python, err, out, setupHint)
+	}
+	base, srv := startGateway(t)
+	runScript(t, "python", python, "replyloop.py", base)
+	waitNoConns(t, srv)
+}
+
+// TestReplyLoopNode runs npm's msgpack5rpc against the gateway: the
+// malformed responses it writes are not answered (it would crash on the
+// nil-msgid error that answered them) and a call then round-trips
+// (node/replyloop.mjs).
+func TestReplyLoopNode(t *testing.T) {
+	gate(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node not found on PATH (%v); install Node.js >= 18", err)
+	}
+	if _, err := os.Stat(filepath.Join("node", "node_modules", "msgpack5rpc", "package.json")); err != nil {
+		t.Fatalf("interop/node/node_modules/msgpack5rpc is missing; install with: %s (or: cd interop/node && npm ci)", setupHint)
+	}
+	base, srv := startGateway(t)
+	runScript(t, "node", node, "replyloop.mjs", base)
+	waitNoConns(t, srv)
+}

@@ -160,37 +160,31 @@ func truncate(dst []codec.Message, n int) []codec.Message {
 }
 
 // decodeMessage decodes one message that is not a batch (a batch here is a
-// nested one: invalid) into m, which must be the zero Message.
+// nested one: invalid) into m, which must be the zero Message. A message
+// whose kind bits say result or error is never an error, whatever its
+// other bits and bytes: a malformed one decodes as KindInvalidReply, which
+// is never answered (see codec.KindInvalidReply).
 func (c *binrawCodec) decodeMessage(m *codec.Message, b []byte) *codec.Error {
 	if len(b) == 0 {
 		return codec.ParseError("empty message")
 	}
 	tag := b[0]
+	kind, flags := tag&kindMask, tag&(flagName|flagNullID)
+	if kind == kindResult || kind == kindError {
+		if err := decodeReply(m, b); err != nil {
+			m.Kind, m.Body, m.Error = codec.KindInvalidReply, nil, err
+		}
+		return nil
+	}
 	if tag&reserved != 0 {
 		return codec.ParseError("reserved tag bits set")
 	}
-	kind, flags := tag&kindMask, tag&(flagName|flagNullID)
 	switch kind {
 	case kindRequest, kindNotification:
 		if flags&flagNullID != 0 {
 			return codec.ParseError("null-id flag set on a request or notification")
 		}
 		return c.decodeCall(m, b, kind == kindRequest, flags&flagName != 0)
-	case kindResult:
-		if flags != 0 {
-			return codec.ParseError("flags set on a result")
-		}
-		n, err := readID(&m.ID, b[1:])
-		if err != nil {
-			return err
-		}
-		m.Kind, m.Body = codec.KindResult, b[1+n:]
-		return nil
-	case kindError:
-		if flags&flagName != 0 {
-			return codec.ParseError("method-name flag set on an error")
-		}
-		return decodeError(m, b, flags&flagNullID != 0)
 	case kindBatch:
 		if flags != 0 {
 			return codec.ParseError("flags set on a batch tag")
@@ -259,10 +253,36 @@ func (c *binrawCodec) methodByName(b []byte) (string, int, *codec.Error) {
 	return c.t.Intern(name), n + int(l), nil
 }
 
+// decodeReply decodes a result or an error. On failure m keeps the id when
+// it was read.
+func decodeReply(m *codec.Message, b []byte) *codec.Error {
+	tag := b[0]
+	switch {
+	case tag&reserved != 0:
+		return codec.ParseError("reserved tag bits set")
+	case tag&kindMask == kindError:
+		if tag&flagName != 0 {
+			return codec.ParseError("method-name flag set on an error")
+		}
+		return decodeError(m, b, tag&flagNullID != 0)
+	}
+	if tag != kindResult {
+		return codec.ParseError("flags set on a result")
+	}
+	n, err := readID(&m.ID, b[1:])
+	if err != nil {
+		return err
+	}
+	m.Kind, m.Body = codec.KindResult, b[1+n:]
+	return nil
+}
+
 func decodeError(m *codec.Message, b []byte, nullID bool) *codec.Error {
-	m.Kind, m.ID.Kind = codec.KindError, codec.IDNull
+	m.Kind = codec.KindError
 	p := 1
-	if !nullID {
+	if nullID {
+		m.ID = codec.NullID
+	} else {
 		n, err := readID(&m.ID, b[p:])
 		if err != nil {
 			return err

@@ -142,10 +142,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"reserved bit 7", "80 01 10", codec.CodeParseError},
 		{"null-id flag on a request", "10 01 10", codec.CodeParseError},
 		{"null-id flag on a notification", "11 10", codec.CodeParseError},
-		{"name flag on a result", "0a 01", codec.CodeParseError},
-		{"null-id flag on a result", "12 01", codec.CodeParseError},
-		{"name flag on an error", "0b 01 00 00", codec.CodeParseError},
-		{"both flags on an error", "1b 00 00", codec.CodeParseError},
 		{"flag on a batch", "0c 01 03 00 01 10", codec.CodeParseError},
 		{"request without id", "00", codec.CodeParseError},
 		{"request without method", "00 01", codec.CodeParseError},
@@ -156,8 +152,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"id 2^64-1", "00 ff ff ff ff ff ff ff ff ff 01 10", codec.CodeParseError},
 		{"id over 64 bits", "00 ff ff ff ff ff ff ff ff ff 02 10", codec.CodeParseError},
 		{"id of 11 bytes", "00 ff ff ff ff ff ff ff ff ff 81 01 10", codec.CodeParseError},
-		{"result id 2^63", "02 80 80 80 80 80 80 80 80 80 01", codec.CodeParseError},
-		{"error id 2^63", "03 80 80 80 80 80 80 80 80 80 01 00 00", codec.CodeParseError},
 		{"truncated method id", "00 01 80", codec.CodeParseError},
 		{"non-minimal method id", "00 01 90 00", codec.CodeParseError},
 		{"notification without method", "01", codec.CodeParseError},
@@ -166,14 +160,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"name not UTF-8", "08 01 02 c3 28", codec.CodeParseError},
 		{"empty name", "08 01 00", codec.CodeInvalidRequest},
 		{"empty name in a notification", "09 00 01", codec.CodeInvalidRequest},
-		{"result without id", "02", codec.CodeParseError},
-		{"error without code", "03 01", codec.CodeParseError},
-		{"error without message", "03 01 01", codec.CodeParseError},
-		{"error message past the end", "03 01 01 05 61", codec.CodeParseError},
-		{"error huge message length", "13 01 ff ff ff ff 0f", codec.CodeParseError},
-		{"error message not UTF-8", "03 01 01 01 ff", codec.CodeParseError},
-		{"error data not UTF-8", "03 01 01 00 61 ff", codec.CodeParseError},
-		{"error code over 64 bits", "13 ff ff ff ff ff ff ff ff ff 02 00", codec.CodeParseError},
 		{"empty batch", "04 00", codec.CodeInvalidRequest},
 		{"batch of 101", "04 65" + strings.Repeat(" 03 00 01 10", 101), codec.CodeInvalidRequest},
 		{"batch count 2^40", "04 80 80 80 80 80 20", codec.CodeInvalidRequest},
@@ -200,6 +186,69 @@ func TestDecodeErrors(t *testing.T) {
 			if len(got) != 1 || batch {
 				t.Errorf("Decode returned %d messages, batch %v; want dst unchanged, no batch", len(got), batch)
 			}
+		})
+	}
+}
+
+// TestDecodeInvalidReplies lists malformed messages whose kind bits say
+// result or error: each decodes to a KindInvalidReply message (in a batch
+// too), never to an error the server would answer, so that no peer can
+// loop with the server by answering its errors.
+func TestDecodeInvalidReplies(t *testing.T) {
+	none, id1 := codec.ID{}, codec.NumberID(1)
+	tests := []struct {
+		name string
+		hex  string
+		id   codec.ID // the id read
+	}{
+		{"name flag on a result", "0a 01", none},
+		{"null-id flag on a result", "12 01", none},
+		{"name flag on an error", "0b 01 00 00", none},
+		{"both flags on an error", "1b 00 00", none},
+		{"reserved bit on a result", "22 01", none},
+		{"reserved bits on an error", "e3 01 00 00", none},
+		{"reserved bit on a null-id error", "93 00 00", none},
+		{"result without id", "02", none},
+		{"result id truncated", "02 80", none},
+		{"result id non-minimal", "02 81 00", none},
+		{"result id 2^63", "02 80 80 80 80 80 80 80 80 80 01", none},
+		{"error id 2^63", "03 80 80 80 80 80 80 80 80 80 01 00 00", none},
+		{"error without id", "03", none},
+		{"error without code", "03 01", id1},
+		{"error without message", "03 01 01", id1},
+		{"error message past the end", "03 01 01 05 61", id1},
+		{"error huge message length", "13 01 ff ff ff ff 0f", codec.NullID},
+		{"error message not UTF-8", "03 01 01 01 ff", id1},
+		{"error data not UTF-8", "03 01 01 00 61 ff", id1},
+		{"error code over 64 bits", "13 ff ff ff ff ff ff ff ff ff 02 00", codec.NullID},
+		{"null-id error without code", "13", codec.NullID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			frame := unhex(t, tc.hex)
+			check := func(m codec.Message) {
+				t.Helper()
+				if m.Kind != codec.KindInvalidReply || m.Error == nil || m.Error.Code != codec.CodeParseError || m.Error.Data == "" {
+					t.Fatalf("got %v %+v, want an invalid reply with a -32700 detail", m.Kind, m.Error)
+				}
+				if m.ID.Kind != tc.id.Kind || m.ID.Num != tc.id.Num {
+					t.Errorf("id %v, want %v", m.ID, tc.id)
+				}
+			}
+			msgs, batch, err := c.Decode(nil, frame)
+			if err != nil || len(msgs) != 1 || batch {
+				t.Fatalf("Decode = %d messages, batch %v, %v; want one message", len(msgs), batch, err)
+			}
+			check(msgs[0])
+			in, err := c.AppendBatch(nil, [][]byte{{0x00, 0x01, 0x10}, frame})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, batch, err = c.Decode(nil, in)
+			if err != nil || len(msgs) != 2 || !batch || msgs[0].Kind != codec.KindRequest {
+				t.Fatalf("in a batch: %+v, batch %v, %v", msgs, batch, err)
+			}
+			check(msgs[1])
 		})
 	}
 }

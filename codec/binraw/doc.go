@@ -38,7 +38,9 @@
 // batch of more than [MaxBatch] messages is a [codec.InvalidRequest]. Inside
 // a batch, an element that fails to decode (a nested batch, say) comes back
 // as a KindInvalid message carrying its error, and the others decode
-// normally.
+// normally. A message whose kind bits say result or error is never refused,
+// whatever its other bits and bytes: a malformed one is a KindInvalidReply
+// message carrying its parse error, which the server drops unanswered.
 //
 // # Typed bodies
 //

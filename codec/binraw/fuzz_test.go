@@ -8,9 +8,11 @@ import (
 	"github.com/subgate/subgate/internal/golden"
 )
 
-// FuzzDecode checks that Decode never panics and that whatever decodes
-// re-encodes (bodies passed through as binraw.Raw, batches through
-// AppendBatch) into a frame that decodes to the same messages.
+// FuzzDecode checks that Decode never panics, that a message whose kind
+// bits say result or error decodes to a reply kind (never a refusal the
+// server would answer), and that whatever else decodes re-encodes (bodies
+// passed through as binraw.Raw, batches through AppendBatch) into a frame
+// that decodes to the same messages.
 func FuzzDecode(f *testing.F) {
 	seeds, err := golden.Seeds(2, "binary-raw")
 	if err != nil {
@@ -32,6 +34,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		msgs, batch, err := c.Decode(nil, frame)
+		if isReply(frame) && (err != nil || !isReplyKind(msgs[0].Kind)) {
+			t.Fatalf("reply-tagged % x decodes to %+v, %v", frame, msgs, err)
+		}
 		if err != nil {
 			if _, ok := err.(*codec.Error); !ok {
 				t.Fatalf("Decode error %T %v is not a *codec.Error", err, err)
@@ -50,6 +55,12 @@ func FuzzDecode(f *testing.F) {
 			if m.Kind == codec.KindInvalid {
 				if !batch || m.Error == nil {
 					t.Fatalf("invalid message %+v", m)
+				}
+				continue
+			}
+			if m.Kind == codec.KindInvalidReply {
+				if m.Error == nil || m.Error.Code != codec.CodeParseError {
+					t.Fatalf("invalid reply %+v without a parse error", m)
 				}
 				continue
 			}
@@ -79,4 +90,14 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// isReply reports whether frame is one message whose kind bits say result
+// or error.
+func isReply(frame []byte) bool {
+	return len(frame) > 0 && (frame[0]&7 == 2 || frame[0]&7 == 3)
+}
+
+func isReplyKind(k codec.Kind) bool {
+	return k == codec.KindResult || k == codec.KindError || k == codec.KindInvalidReply
 }

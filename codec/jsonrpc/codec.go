@@ -77,9 +77,23 @@ type envelope struct {
 	dup, badKey                               bool
 }
 
+// set records one member. It reads every member, even after a duplicate or
+// an escaped name, so that an object is known to be a Response (see
+// decodeObject) however malformed it is.
 func (e *envelope) set(m member) bool {
+	key := m.key
+	if bytes.IndexByte(key, '\\') >= 0 {
+		// Unknown members are ignored, but a name with escapes could
+		// spell a known member; such an object is refused rather than
+		// guessed at, but read as the escapes say.
+		e.badKey = true
+		quoted := append(append(append(make([]byte, 0, len(key)+2), '"'), key...), '"')
+		var s string
+		_ = json.Unmarshal(quoted, &s) // a valid JSON string
+		key = []byte(s)
+	}
 	var slot *[]byte
-	switch string(m.key) {
+	switch string(key) {
 	case "jsonrpc":
 		slot = &e.version
 	case "id":
@@ -93,23 +107,26 @@ func (e *envelope) set(m member) bool {
 	case "error":
 		slot = &e.errv
 	default:
-		// Unknown members are ignored, but a key with escapes could spell a
-		// known member; refuse rather than guess.
-		e.badKey = bytes.IndexByte(m.key, '\\') >= 0
-		return !e.badKey
+		return true
 	}
 	if *slot != nil {
 		e.dup = true
-		return false
+		return true
 	}
 	*slot = m.value
 	return true
 }
 
+// decodeObject decodes one message object. An object with "result" or
+// "error" and no "method" is a Response object, never a request: it comes
+// back as a reply kind even when it is malformed (protocols/json-rpc.md,
+// "Responses from a client"), since a Response is never answered.
 func (c *jsonCodec) decodeObject(obj []byte) codec.Message {
 	var e envelope
 	eachMember(obj, 0, e.set)
 	switch {
+	case e.method == nil && (e.result != nil || e.errv != nil):
+		return decodeReply(&e)
 	case e.dup:
 		return invalid("duplicate member")
 	case e.badKey:
@@ -118,8 +135,6 @@ func (c *jsonCodec) decodeObject(obj []byte) codec.Message {
 		return invalid(`"jsonrpc" must be "2.0"`)
 	case e.method != nil:
 		return c.decodeCall(&e)
-	case e.result != nil || e.errv != nil:
-		return decodeReply(&e)
 	}
 	return invalid("neither a call nor a reply")
 }
@@ -151,23 +166,36 @@ func (c *jsonCodec) decodeCall(e *envelope) codec.Message {
 	return m
 }
 
+// decodeReply decodes a Response object. A malformed one is a
+// KindInvalidReply message, with its id when that could be read.
 func decodeReply(e *envelope) codec.Message {
-	if e.result != nil && e.errv != nil {
-		return invalid("a reply cannot carry both result and error")
+	var id codec.ID // stays zero when absent or unreadable
+	idOK := false
+	if e.id != nil {
+		id, idOK = decodeID(e.id)
 	}
-	if e.id == nil {
-		return invalid("a reply must carry an id")
+	bad := func(detail string) codec.Message {
+		return codec.Message{Kind: codec.KindInvalidReply, ID: id, Error: codec.InvalidRequest(detail)}
 	}
-	id, ok := decodeID(e.id)
-	if !ok {
-		return invalid(`"id" must be a string, a number or null`)
-	}
-	if e.result != nil {
+	switch {
+	case e.dup:
+		return bad("duplicate member")
+	case e.badKey:
+		return bad("escaped member name")
+	case string(e.version) != `"2.0"`:
+		return bad(`"jsonrpc" must be "2.0"`)
+	case e.result != nil && e.errv != nil:
+		return bad("a reply cannot carry both result and error")
+	case e.id == nil:
+		return bad("a reply must carry an id")
+	case !idOK:
+		return bad(`"id" must be a string, a number or null`)
+	case e.result != nil:
 		return codec.Message{Kind: codec.KindResult, ID: id, Body: e.result}
 	}
 	rerr, ok := decodeError(e.errv)
 	if !ok {
-		return invalid(`"error" must be an object with an integer code and a string message`)
+		return bad(`"error" must be an object with an integer code and a string message`)
 	}
 	return codec.Message{Kind: codec.KindError, ID: id, Error: rerr}
 }

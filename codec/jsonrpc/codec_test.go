@@ -61,15 +61,47 @@ func TestDecodeInvalidMessages(t *testing.T) {
 		`{"jsonrpc":"2.0","method":"chat.ping","id":true}`,
 		`{"jsonrpc":"2.0","method":"a","method":"b","id":1}`,
 		`{"jsonrpc":"2.0","method":"chat.ping","result":1,"id":1}`,
-		`{"jsonrpc":"2.0","result":1}`,
-		`{"jsonrpc":"2.0","result":1,"error":{"code":1,"message":"x"},"id":1}`,
-		`{"jsonrpc":"2.0","error":{"code":"x","message":"x"},"id":1}`,
 		`{"jsonrpc":"2.0","\u006dethod":"chat.ping","id":1}`,
 		`{"jsonrpc":"2.0"}`,
 	} {
 		m, err := decodeOne(t, frame)
 		if err != nil || m.Kind != codec.KindInvalid || m.Error.Code != codec.CodeInvalidRequest || m.ID.Kind != codec.IDNull {
 			t.Errorf("%s: got %+v, %v; want an invalid message with null id", frame, m, err)
+		}
+	}
+}
+
+// TestDecodeInvalidReplies lists malformed Response objects (result or
+// error, no method): each is a KindInvalidReply message, in a batch too,
+// never KindInvalid, since a Response is never answered.
+func TestDecodeInvalidReplies(t *testing.T) {
+	for _, tc := range []struct {
+		frame, id string
+	}{
+		{`{"jsonrpc":"2.0","result":1}`, ""},
+		{`{"jsonrpc":"2.0","result":1,"error":{"code":1,"message":"x"},"id":1}`, "1"},
+		{`{"jsonrpc":"2.0","error":{"code":"x","message":"x"},"id":1}`, "1"},
+		{`{"jsonrpc":"2.0","error":"not a map","id":"a"}`, `"a"`},
+		{`{"jsonrpc":"2.0","error":{"code":-32600,"message":"Invalid Request"},"id":null,"id":null}`, "null"},
+		{`{"jsonrpc":"2.0","error":{"code":1},"id":null}`, "null"},
+		{`{"jsonrpc":"2.0","error":null,"id":1}`, "1"},
+		{`{"jsonrpc":"2.0","result":1,"id":{}}`, ""},
+		{`{"jsonrpc":"2.0","result":1,"id":[1]}`, ""},
+		{`{"result":1,"error":null,"id":1}`, "1"}, // JSON-RPC 1.0
+		{`{"jsonrpc":"1.0","result":1,"id":1}`, "1"},
+		{`{"jsonrpc":"2.0","result":1,"\u0069d":1}`, "1"},
+		{`{"jsonrpc":"2.0","\u0072esult":1,"id":2}`, "2"},
+		{`{"jsonrpc":"2.0","x\n":1,"error":{"code":1,"message":"x"},"id":3}`, "3"},
+	} {
+		for _, frame := range []string{tc.frame, `[{"jsonrpc":"2.0","method":"chat.ping","id":0},` + tc.frame + `]`} {
+			msgs, _, err := New(nil).Decode(nil, []byte(frame))
+			if err != nil || len(msgs) == 0 {
+				t.Fatalf("%s: %v", frame, err)
+			}
+			m := msgs[len(msgs)-1]
+			if m.Kind != codec.KindInvalidReply || m.Error.Code != codec.CodeInvalidRequest || m.Error.Data == "" || m.ID.String() != tc.id {
+				t.Errorf("%s: got %v id %q %+v; want an invalid reply with id %q", frame, m.Kind, m.ID.String(), m.Error, tc.id)
+			}
 		}
 	}
 }

@@ -10,6 +10,12 @@
 // by-position params (an array, in the struct's field order) and refuses
 // keys that do not name a field exactly.
 //
+// An object with "result" or "error" and no "method" is a Response object:
+// it decodes to KindResult or KindError, or to KindInvalidReply when it is
+// malformed (a string error, both members, a bad id, "jsonrpc" not "2.0",
+// duplicate or escaped member names), never to KindInvalid, since a
+// Response is never answered.
+//
 //	c := jsonrpc.New(chat.Table)
 //	msgs, _, err := c.Decode(nil, []byte(`{"jsonrpc":"2.0","method":"chat.ping","id":7}`))
 //	out, _ := codec.AppendResult(c, nil, msgs[0].ID, &chat.PingResult{Status: "ok"})

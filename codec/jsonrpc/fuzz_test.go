@@ -9,8 +9,10 @@ import (
 	"github.com/subgate/subgate/protocols/chat"
 )
 
-// FuzzDecode checks that any frame decodes without panicking and that every
-// message it yields re-encodes to a frame that decodes to the same message.
+// FuzzDecode checks that any frame decodes without panicking, that an
+// object with "result" or "error" and no "method" decodes to a reply kind
+// (never answered), and that every other message it yields re-encodes to a
+// frame that decodes to the same message.
 func FuzzDecode(f *testing.F) {
 	seeds, err := golden.Seeds(2, "json-rpc")
 	if err != nil {
@@ -29,7 +31,16 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
+		if isResponse(frame) && !isReplyKind(msgs[0].Kind) {
+			t.Fatalf("Response object %s decodes to kind %v", frame, msgs[0].Kind)
+		}
 		for _, m := range msgs {
+			if m.Kind == codec.KindInvalidReply {
+				if m.Error == nil || m.Error.Code != codec.CodeInvalidRequest {
+					t.Fatalf("invalid reply %+v without -32600", m)
+				}
+				continue
+			}
 			var body any
 			if m.Body != nil {
 				body = json.RawMessage(m.Body)
@@ -48,6 +59,23 @@ func FuzzDecode(f *testing.F) {
 			sameMessage(t, m, again[0])
 		}
 	})
+}
+
+// isResponse reports whether frame is one JSON object with "result" or
+// "error" and no "method", as encoding/json reads its member names.
+func isResponse(frame []byte) bool {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(frame, &obj) != nil || obj == nil {
+		return false
+	}
+	_, method := obj["method"]
+	_, result := obj["result"]
+	_, rerr := obj["error"]
+	return !method && (result || rerr)
+}
+
+func isReplyKind(k codec.Kind) bool {
+	return k == codec.KindResult || k == codec.KindError || k == codec.KindInvalidReply
 }
 
 func sameMessage(t *testing.T, a, b codec.Message) {

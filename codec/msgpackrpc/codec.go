@@ -44,15 +44,54 @@ var (
 // Decode reads one message. The frame is pre-scanned (see scan) before
 // anything else looks at it; the envelope is then read by hand, so decoding
 // a request allocates nothing beyond dst's growth.
+//
+// A frame that starts like a response (an array whose first element is the
+// integer 1) always decodes to a message, KindInvalidReply when it is
+// malformed in any way, even when it fails the scan: a response is never
+// answered (see codec.KindInvalidReply).
 func (c *msgpackCodec) Decode(dst []codec.Message, frame []byte) ([]codec.Message, bool, error) {
 	if err := scan(frame); err != nil {
-		return dst, false, codec.ParseError(err.Error())
+		e := codec.ParseError(err.Error())
+		if isResponse(frame) {
+			return append(dst, invalidReply(frame, e)), false, nil
+		}
+		return dst, false, e
 	}
 	m, e := c.message(frame)
 	if e != nil {
 		return dst, false, e
 	}
 	return append(dst, m), false, nil
+}
+
+// isResponse reports whether b starts with the header of an array whose
+// first element is the integer 1. It reads only headers, which head checks
+// against len(b), so b need not have passed scan.
+func isResponse(b []byte) bool {
+	t, n, i, _ := head(b, 0)
+	if t != tArray || n == 0 {
+		return false
+	}
+	t, _, end, _ := head(b, i)
+	if t != tInt {
+		return false
+	}
+	typ, ok := intValue(b[i:end])
+	return ok && typ == typeResponse
+}
+
+// invalidReply returns the KindInvalidReply message for the response-typed
+// frame b, with its msgid when one can be read.
+func invalidReply(b []byte, e *codec.Error) codec.Message {
+	m := codec.Message{Kind: codec.KindInvalidReply, Error: e}
+	_, n, i, _ := head(b, 0)
+	if _, _, i, _ = head(b, i); n < 2 {
+		return m
+	}
+	if id, _, err := readID(b, i); err == nil {
+		m.ID = id
+	}
+	return m
 }
 
 func invalid(detail string) (codec.Message, *codec.Error) {
@@ -82,8 +121,8 @@ func (c *msgpackCodec) message(b []byte) (codec.Message, *codec.Error) {
 		return invalid("unknown message type " + strconv.FormatInt(typ, 10))
 	case typ == typeRequest && n == 4:
 		return c.request(b, end)
-	case typ == typeResponse && n == 4:
-		return response(b, end)
+	case typ == typeResponse:
+		return response(b, end, n), nil
 	case typ == typeNotification && n == 3:
 		return c.notification(b, end)
 	}
@@ -124,7 +163,21 @@ func (c *msgpackCodec) notification(b []byte, i int) (codec.Message, *codec.Erro
 	return m, nil
 }
 
-func response(b []byte, i int) (codec.Message, *codec.Error) {
+// response reads a response of n elements whose msgid starts at b[i]. A
+// malformed one is a KindInvalidReply message.
+func response(b []byte, i int, n uint64) codec.Message {
+	if n != 4 {
+		_, e := invalid(fmt.Sprintf("message type 1 needs 4 elements, got %d", n))
+		return invalidReply(b, e)
+	}
+	m, e := validResponse(b, i)
+	if e != nil {
+		return invalidReply(b, e)
+	}
+	return m
+}
+
+func validResponse(b []byte, i int) (codec.Message, *codec.Error) {
 	id, i, e := readID(b, i)
 	if e != nil {
 		return codec.Message{}, e

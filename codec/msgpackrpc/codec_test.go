@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -370,7 +371,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"trailing bytes", "94 00 01 " + ping + " 90 00", codec.CodeParseError},
 		{"two messages", "94 00 01 " + ping + " 90 94 00 01 " + ping + " 90", codec.CodeParseError},
 		{"array32 huge", "dd ff ff ff ff", codec.CodeParseError},
-		{"array16 over the bytes left", "dc 00 03 01 02", codec.CodeParseError},
+		{"array16 over the bytes left", "dc 00 03 05 02", codec.CodeParseError},
 		{"map32 huge", "df ff ff ff ff", codec.CodeParseError},
 		{"map over the bytes left", "83 01 02 03 04 05", codec.CodeParseError},
 		{"str32 huge", "db ff ff ff ff", codec.CodeParseError},
@@ -390,7 +391,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"request of 3", "93 00 01 " + ping, codec.CodeInvalidRequest},
 		{"request of 5", "95 00 01 " + ping + " 90 c0", codec.CodeInvalidRequest},
 		{"notification of 4", "94 02 " + ping + " 90 c0", codec.CodeInvalidRequest},
-		{"response of 3", "93 01 01 c0", codec.CodeInvalidRequest},
 		{"unknown type", "94 03 01 " + ping + " 90", codec.CodeInvalidRequest},
 		{"negative type", "94 ff 01 " + ping + " 90", codec.CodeInvalidRequest},
 		{"huge type", "94 cf ff ff ff ff ff ff ff ff 01 " + ping + " 90", codec.CodeInvalidRequest},
@@ -406,16 +406,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"params map", "94 00 01 " + ping + " 80", codec.CodeInvalidRequest},
 		{"params nil", "94 00 01 " + ping + " c0", codec.CodeInvalidRequest},
 		{"params string", "93 02 " + ping + " a0", codec.CodeInvalidRequest},
-		{"result with nil msgid", "94 01 c0 c0 01", codec.CodeInvalidRequest},
-		{"error is a string", "94 01 01 a1 78 c0", codec.CodeInvalidRequest},
-		{"error is an array", "94 01 01 92 01 a1 78 c0", codec.CodeInvalidRequest},
-		{"error without code", "94 01 01 81 a7 6d 65 73 73 61 67 65 a1 78 c0", codec.CodeInvalidRequest},
-		{"error without message", "94 01 01 81 a4 63 6f 64 65 01 c0", codec.CodeInvalidRequest},
-		{"error code string", "94 01 01 82 a4 63 6f 64 65 a1 31 a7 6d 65 73 73 61 67 65 a1 78 c0", codec.CodeInvalidRequest},
-		{"error code float", "94 01 01 82 a4 63 6f 64 65 ca 00 00 00 00 a7 6d 65 73 73 61 67 65 a1 78 c0", codec.CodeInvalidRequest},
-		{"error message int", "94 01 01 82 a4 63 6f 64 65 01 a7 6d 65 73 73 61 67 65 01 c0", codec.CodeInvalidRequest},
-		{"error data int", "94 01 01 83 a4 63 6f 64 65 01 a7 6d 65 73 73 61 67 65 a1 78 a4 64 61 74 61 01 c0", codec.CodeInvalidRequest},
-		{"error and result", "94 01 01 82 a4 63 6f 64 65 01 a7 6d 65 73 73 61 67 65 a1 78 01", codec.CodeInvalidRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msgs, batch, err := c.Decode(nil, unhex(t, tc.frame))
@@ -432,6 +422,70 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 // TestDecodeAccepts lists frames that other MessagePack-RPC peers may send.
+// TestDecodeInvalidReplies lists malformed frames typed as responses: each
+// decodes to a message, never to an error the server would answer, so that
+// a peer that answers errors (pynvim does) cannot loop with the server.
+func TestDecodeInvalidReplies(t *testing.T) {
+	c := New(chat.Table)
+	const (
+		msg   = "a7 6d 65 73 73 61 67 65 a1 78" // "message": "x"
+		code1 = "a4 63 6f 64 65 01"             // "code": 1
+	)
+	for _, tc := range []struct {
+		name, frame string
+		code        int64
+		id          string // the msgid read, "" for none
+	}{
+		{"error is a string (Neovim)", "94 01 01 a1 78 c0", codec.CodeInvalidRequest, "1"},
+		{"error is an array (Neovim)", "94 01 01 92 01 a1 78 c0", codec.CodeInvalidRequest, "1"},
+		{"pynvim's reply to an error", "94 01 00 d9 05 4b 65 79 45 72 c0", codec.CodeInvalidRequest, "0"},
+		{"type only", "91 01", codec.CodeInvalidRequest, ""},
+		{"response of 2", "92 01 07", codec.CodeInvalidRequest, "7"},
+		{"response of 3", "93 01 01 c0", codec.CodeInvalidRequest, "1"},
+		{"response of 5", "95 01 01 c0 c0 c0", codec.CodeInvalidRequest, "1"},
+		{"type as uint8", "94 cc 01 01 a1 78 c0", codec.CodeInvalidRequest, "1"},
+		{"array16 header", "dc 00 04 01 01 a1 78 c0", codec.CodeInvalidRequest, "1"},
+		{"result with nil msgid", "94 01 c0 c0 01", codec.CodeInvalidRequest, "null"},
+		{"string error with nil msgid", "94 01 c0 a1 78 c0", codec.CodeInvalidRequest, "null"},
+		{"msgid string", "94 01 a1 31 c0 01", codec.CodeInvalidRequest, ""},
+		{"msgid float", "94 01 cb 3f f0 00 00 00 00 00 00 c0 01", codec.CodeInvalidRequest, ""},
+		{"msgid beyond int64", "94 01 cf 80 00 00 00 00 00 00 00 c0 01", codec.CodeInvalidRequest, ""},
+		{"error is an integer", "94 01 01 05 c0", codec.CodeInvalidRequest, "1"},
+		{"error without code", "94 01 01 81 " + msg + " c0", codec.CodeInvalidRequest, "1"},
+		{"error without message", "94 01 01 81 " + code1 + " c0", codec.CodeInvalidRequest, "1"},
+		{"error code string", "94 01 01 82 a4 63 6f 64 65 a1 31 " + msg + " c0", codec.CodeInvalidRequest, "1"},
+		{"error code float", "94 01 01 82 a4 63 6f 64 65 ca 00 00 00 00 " + msg + " c0", codec.CodeInvalidRequest, "1"},
+		{"error message int", "94 01 01 82 " + code1 + " a7 6d 65 73 73 61 67 65 01 c0", codec.CodeInvalidRequest, "1"},
+		{"error data int", "94 01 01 83 " + code1 + " " + msg + " a4 64 61 74 61 01 c0", codec.CodeInvalidRequest, "1"},
+		{"error and result", "94 01 01 82 " + code1 + " " + msg + " 01", codec.CodeInvalidRequest, "1"},
+		{"truncated", "94 01 01 c0", codec.CodeParseError, "1"},
+		{"trailing bytes", "94 01 01 c0 c0 00", codec.CodeParseError, "1"},
+		{"two responses in one frame", "94 01 01 c0 c0 94 01 02 c0 c0", codec.CodeParseError, "1"},
+		{"count beyond the frame", "dd ff ff ff ff 01 01", codec.CodeParseError, "1"},
+		{"0xc1 in the result", "94 01 01 c0 c1", codec.CodeParseError, "1"},
+		{"extension in the error", "94 01 01 d4 01 00 c0", codec.CodeParseError, "1"},
+		{"msgid truncated", "94 01 cd 01", codec.CodeParseError, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs, batch, err := c.Decode(nil, unhex(t, tc.frame))
+			if err != nil || len(msgs) != 1 || batch {
+				t.Fatalf("Decode = %d messages, %v; want one message", len(msgs), err)
+			}
+			m := msgs[0]
+			if m.Kind != codec.KindInvalidReply || m.Error == nil || m.Error.Code != tc.code || m.Error.Data == "" {
+				t.Fatalf("got %v %+v, want an invalid reply with code %d and a detail", m.Kind, m.Error, tc.code)
+			}
+			got := m.ID.String() // "" for none, "null"
+			if m.ID.Kind == codec.IDNumber {
+				got = strconv.FormatInt(m.ID.Num, 10)
+			}
+			if got != tc.id {
+				t.Errorf("msgid %q, want %q", got, tc.id)
+			}
+		})
+	}
+}
+
 func TestDecodeAccepts(t *testing.T) {
 	c := New(chat.Table)
 	for _, tc := range []struct {
@@ -670,7 +724,9 @@ func (s *runtimeStats) read() {
 }
 
 // TestHostileFiles decodes every testdata/hostile/msgpack file: each must be
-// refused, with -32600 when its comment says so and -32700 otherwise.
+// refused, with -32600 when its comment says so and -32700 otherwise, and
+// as an invalid reply, not an error, when its comment says "never
+// answered".
 func TestHostileFiles(t *testing.T) {
 	paths, err := filepath.Glob("../../testdata/hostile/msgpack/*.hex")
 	if err != nil || len(paths) == 0 {
@@ -683,17 +739,24 @@ func TestHostileFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		var hexText strings.Builder
-		want := int64(codec.CodeParseError)
+		want, reply := int64(codec.CodeParseError), false
 		for _, line := range strings.Split(string(data), "\n") {
 			if strings.HasPrefix(strings.TrimSpace(line), "#") {
 				if strings.Contains(line, "(-32600)") {
 					want = codec.CodeInvalidRequest
 				}
+				reply = reply || strings.Contains(line, "never answered")
 				continue
 			}
 			hexText.WriteString(line)
 		}
-		_, _, err = c.Decode(nil, unhex(t, hexText.String()))
+		msgs, _, err := c.Decode(nil, unhex(t, hexText.String()))
+		if reply {
+			if err != nil || len(msgs) != 1 || msgs[0].Kind != codec.KindInvalidReply || msgs[0].Error.Code != want {
+				t.Errorf("%s: got %v %+v, want an invalid reply with code %d", filepath.Base(p), err, msgs, want)
+			}
+			continue
+		}
 		var e *codec.Error
 		if !errors.As(err, &e) || e.Code != want {
 			t.Errorf("%s: got %v, want code %d", filepath.Base(p), err, want)

@@ -17,7 +17,11 @@
 // every declared length and count within the bytes left, nesting at most
 // [MaxDepth], no extension types, no 0xc1. A frame failing it is a parse
 // error (-32700); a well-formed frame that is not a valid message is an
-// invalid request (-32600).
+// invalid request (-32600). The exception is a frame that starts like a
+// response (an array whose first element is 1): whatever follows, it is a
+// message, KindInvalidReply when malformed, which the server drops instead
+// of answering, so that a peer that answers errors (pynvim sends
+// [1, 0, "traceback", nil] for a nil-msgid error) cannot loop with it.
 //
 // # Decoding
 //

@@ -33,9 +33,11 @@ func seeds(f *testing.F) [][]byte {
 }
 
 // FuzzDecode checks that any frame decodes without panicking, that refusals
-// are -32700 or -32600 and can be answered, that the scanner agrees with
-// the library about well-formed input, and that every message re-encodes
-// to a frame that decodes to the same message.
+// are -32700 or -32600 and can be answered, that a frame typed as a
+// response is never refused (it is a reply kind, so the server never
+// answers it), that the scanner agrees with the library about well-formed
+// input, and that every valid message re-encodes to a frame that decodes
+// to the same message.
 func FuzzDecode(f *testing.F) {
 	for _, s := range seeds(f) {
 		f.Add(s)
@@ -55,6 +57,9 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		if err != nil {
+			if isResponse(frame) {
+				t.Fatalf("response-typed % x refused with %v", frame, err)
+			}
 			checkRefusal(t, c, err, msgs)
 			return
 		}
@@ -62,6 +67,10 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%d messages", len(msgs))
 		}
 		m := msgs[0]
+		checkReplyKind(t, frame, m)
+		if m.Kind == codec.KindInvalidReply {
+			return
+		}
 		out := reencode(t, c, m)
 		again := decodeOneFuzz(t, c, out)
 		sameMessage(t, m, again)
@@ -89,6 +98,22 @@ func checkRefusal(t *testing.T, c codec.Codec, err error, msgs []codec.Message) 
 	m := decodeOneFuzz(t, c, reply)
 	if m.Kind != codec.KindError || m.ID.Kind != codec.IDNull || *m.Error != *e {
 		t.Fatalf("reply decodes to %+v", m)
+	}
+}
+
+// checkReplyKind checks that m is a reply kind exactly when frame is typed
+// as a response, and that an invalid reply says what is wrong.
+func checkReplyKind(t *testing.T, frame []byte, m codec.Message) {
+	t.Helper()
+	reply := m.Kind == codec.KindResult || m.Kind == codec.KindError || m.Kind == codec.KindInvalidReply
+	if reply != isResponse(frame) {
+		t.Fatalf("% x decodes to kind %v", frame, m.Kind)
+	}
+	if m.Kind != codec.KindInvalidReply {
+		return
+	}
+	if e := m.Error; e == nil || e.Data == "" || e.Code != codec.CodeParseError && e.Code != codec.CodeInvalidRequest {
+		t.Fatalf("invalid reply without a -32700 or -32600 detail: %+v", m)
 	}
 }
 

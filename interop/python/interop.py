@@ -1142,7 +1142,6 @@ async def binraw_extras():
             (b"", "empty frame"),
             (H("05 01"), "reserved kind 5"),
             (H("40 01 10"), "reserved tag bit 0x40"),
-            (H("0a 01"), "M bit on a result"),
             (H("10 01 10"), "N bit on a request"),
             (H("00 81 00 10"), "non-minimal id varint 81 00"),
             (H("00 80 80 80 80 80 80 80 80 80 80 01 10"), "11-byte id varint"),
@@ -1152,7 +1151,6 @@ async def binraw_extras():
             (H("08 05 05 63 68 61"), "method name past the end"),
             (H("08 05 02 ff fe"), "method name not UTF-8"),
             (H("09 02 c0 80"), "notification name overlong UTF-8"),
-            (H("03 01 b1 fd 03 02 ff fe"), "error message not UTF-8"),
         ):
 
             async def parse_error(frame=frame, what=what):
@@ -1173,6 +1171,14 @@ async def binraw_extras():
             await unanswered([H("02 01 02 6f 6b 00"), H("03 01 01 00"), H("13 01 00")], "results and errors from the client")
 
         await check("binary-raw: results and errors sent to the server are ignored (§1)", results_ignored())
+
+        async def malformed_replies_ignored():
+            await unanswered(
+                [H("0a 01"), H("12 01"), H("83 01 00 00"), H("02"), H("03 01 b1 fd 03 02 ff fe"), binraw.encode_batch([H("0a 01"), H("13 01 00")])],
+                "malformed results and errors from the client",
+            )
+
+        await check("binary-raw: malformed results and errors (M bit on a result, reserved bit, no id, message not UTF-8, in a batch) are never answered (§1)", malformed_replies_ignored())
 
         async def silent():
             await unanswered(
