@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/subgate/subgate/client"
 	"github.com/subgate/subgate/protocols"
@@ -338,4 +339,24 @@ func httpStatus(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// Replies a client sends are never answered, but they are charged against
+// the rate limit like calls: a client cannot flood the server with them
+// for free.
+func TestRateLimitChargesClientReplies(t *testing.T) {
+	_, addr := startServer(t, Config{RateLimit: 0.001, RateBurst: 3})
+	c := handshake(t, addr, "/ws/replier", strp(protocols.MsgPack))
+	for range 3 {
+		c.send(ws.OpBinary, true, []byte{0x94, 0x01, 0x01, 0xa3, 'e', 'r', 'r', 0xc0}) // [1, 1, "err", nil]
+	}
+	c.send(ws.OpBinary, true, append([]byte{0x94, 0x00, 0x07, 0xa9}, "chat.ping\x90"...)) // [0, 7, "chat.ping", []]
+	var reply []any
+	if err := msgpack.Unmarshal(c.next().Payload, &reply); err != nil || len(reply) != 4 {
+		t.Fatalf("reply %v: %v", reply, err)
+	}
+	e, _ := reply[2].(map[string]any)
+	if code, _ := e["code"].(int16); reply[1] != int8(7) || code != chat.CodeRateLimited {
+		t.Fatalf("reply %v, want -32006 for msgid 7 (the three replies used the burst)", reply)
+	}
 }
