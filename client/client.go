@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,9 @@ type Options struct {
 	// channel. It is called from the client's read goroutine, in arrival
 	// order: it must not block for long (replies are not read meanwhile) and
 	// must not wait for a Call on the same client to finish (start it in a
-	// goroutine). It may call Close.
+	// goroutine). It may call Close, which then returns without waiting for
+	// Done; it must not wait for a Close called elsewhere, which waits for
+	// OnPush to return.
 	OnPush func(Push)
 	// PushBuffer is the capacity of the Pushes channel when OnPush is nil
 	// (0: DefaultPushBuffer). When the channel is full the read goroutine
@@ -156,10 +159,9 @@ type Client struct {
 	err     *CloseError // set (under mu) when the connection is over
 	cause   *CloseError // first local reason to fail the connection
 
-	closing   atomic.Bool // Close was called
-	inOnPush  atomic.Bool // the read goroutine is running OnPush
-	closeOnce sync.Once
-	done      chan struct{}
+	closing atomic.Bool   // Close was called
+	readG   atomic.Uint64 // id of the read goroutine, which runs OnPush (0 without OnPush)
+	done    chan struct{}
 
 	onPush  func(Push)
 	pushes  chan Push
@@ -365,36 +367,59 @@ func (c *Client) forget(id int64) {
 
 // Close sends a close frame with code 1000, waits briefly (at most a
 // second) for the server to answer it, and closes the connection. Pending
-// calls fail, and Done is closed when Close returns. Close is idempotent; it
-// returns an error only when the close frame could not be written.
+// calls fail, and Done is closed when Close returns, also when OnPush is
+// running in the meantime (Close then waits for it to return). Close is
+// idempotent: every call returns once Done is closed; only the first
+// returns an error, when the close frame could not be written.
 //
-// Close may be called from OnPush (on a gateway.notice, say): it then does
-// not wait for the server's answer nor for the read goroutine, which ends
-// once OnPush returns.
+// Close may be called from OnPush (on a gateway.notice, say): it then sends
+// the close frame, closes the connection and returns at once, without
+// waiting for the server's answer nor for Done, which is closed once OnPush
+// returns. OnPush must not wait for a Close called in another goroutine:
+// that Close waits for OnPush to return.
 func (c *Client) Close() error {
-	var err error
-	c.closeOnce.Do(func() {
-		c.closing.Store(true)
-		// From OnPush, the read goroutine cannot finish before Close
-		// returns: waiting for it would deadlock.
-		wait := !c.inOnPush.Load()
-		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
-		defer cancel()
-		err = c.writeClose(ctx, ws.StatusNormalClosure, "")
-		if err == nil && wait {
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-			}
-		} else if err != nil && c.Err() != nil {
-			err = nil // the connection was over already
-		}
-		c.conn.Close()
+	// Waiting for the read goroutine from OnPush, which runs on it, would
+	// deadlock.
+	wait := c.onPush == nil || c.readG.Load() != goid()
+	if !c.closing.CompareAndSwap(false, true) {
 		if wait {
 			<-c.done
 		}
-	})
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	err := c.writeClose(ctx, ws.StatusNormalClosure, "")
+	if err == nil && wait {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		}
+	} else if err != nil && c.Err() != nil {
+		err = nil // the connection was over already
+	}
+	c.conn.Close()
+	if wait {
+		<-c.done
+	}
 	return err
+}
+
+// goid returns the id of the calling goroutine, read from the first line
+// of its stack ("goroutine 18 [running]:"). Go has no API for it; Close
+// needs it to tell a call from OnPush (on the read goroutine) from a call
+// from anywhere else, and calls it once. It returns 0 if the line cannot be
+// parsed, which no goroutine has.
+func goid() uint64 {
+	var buf [64]byte
+	line := buf[:runtime.Stack(buf[:], false)]
+	line, ok := bytes.CutPrefix(line, []byte("goroutine "))
+	if i := bytes.IndexByte(line, ' '); ok && i > 0 {
+		if id, err := strconv.ParseUint(string(line[:i]), 10, 64); err == nil {
+			return id
+		}
+	}
+	return 0
 }
 
 var errCloseSent = errors.New("client: close frame already sent")
@@ -544,6 +569,9 @@ func (c *Client) readLoop(src io.Reader, maxSize int64) {
 		MaxMessageSize: maxSize,
 	}
 	rd.OnIntermediate = c.control
+	if c.onPush != nil {
+		c.readG.Store(goid())
+	}
 	var (
 		frame []byte
 		msgs  []codec.Message
@@ -690,8 +718,6 @@ func (c *Client) dispatch(m *codec.Message) {
 // channel, so the loop ends.
 func (c *Client) push(p Push) {
 	if c.onPush != nil {
-		c.inOnPush.Store(true)
-		defer c.inOnPush.Store(false)
 		c.onPush(p)
 		return
 	}

@@ -890,3 +890,56 @@ func TestCloseFromOnPush(t *testing.T) {
 		}
 	})
 }
+
+// Close called from another goroutine while OnPush runs returns only once
+// Done is closed, and OnPush may call Close meanwhile without deadlocking:
+// that inner Close returns nil at once.
+func TestCloseWhileOnPushRuns(t *testing.T) {
+	forEach(t, func(t *testing.T, s *fakeServer) {
+		var self atomic.Pointer[Client]
+		entered, release := make(chan struct{}), make(chan struct{})
+		inner := make(chan error, 1)
+		c, sc := s.dial(t, Options{OnPush: func(Push) {
+			close(entered)
+			<-release
+			inner <- self.Load().Close()
+		}})
+		self.Store(c)
+		sc.push(chat.PushNotice, &chat.Notice{Kind: chat.NoticeDraining, Message: "bye"})
+		<-entered
+
+		type outcome struct {
+			err  error
+			done bool // Done was closed when Close returned
+		}
+		outer := make(chan outcome, 1)
+		go func() {
+			err := c.Close()
+			select {
+			case <-c.Done():
+				outer <- outcome{err, true}
+			default:
+				outer <- outcome{err, false}
+			}
+		}()
+		// The close frame reaching the server shows that Close is under
+		// way; answer it, then let OnPush return.
+		if code, _ := sc.readClose(); code != ws.StatusNormalClosure {
+			t.Errorf("server got close %d, want 1000", code)
+		}
+		// The answer fails if Close has dropped the connection already (it
+		// waits closeWait for it); what is asserted below holds either way.
+		_ = ws.WriteFrame(sc.conn, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
+		close(release)
+		if err := <-inner; err != nil {
+			t.Errorf("Close from OnPush during another Close: %v", err)
+		}
+		if o := <-outer; o.err != nil || !o.done {
+			t.Errorf("Close returned %v with Done closed %v; want nil and true", o.err, o.done)
+		}
+		var ce *CloseError
+		if !errors.As(c.Err(), &ce) || ce.Code != 1000 || !errors.Is(c.Err(), ErrClosed) {
+			t.Errorf("Err() = %v, want 1000 closed by client", c.Err())
+		}
+	})
+}
