@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,12 +48,19 @@ type Options struct {
 	// (authentication, for example). Optional.
 	Header http.Header
 	// OnPush, when set, receives every server push instead of the Pushes
-	// channel. It is called from the client's read goroutine, in arrival
-	// order: it must not block for long (replies are not read meanwhile) and
-	// must not wait for a Call on the same client to finish (start it in a
-	// goroutine). It may call Close, which then returns without waiting for
-	// Done; it must not wait for a Close called elsewhere, which waits for
-	// OnPush to return.
+	// channel. It runs on a goroutine of its own, one call at a time and in
+	// arrival order, and the read goroutine waits for each call to return
+	// before it reads on, so pushes and replies keep the order the server
+	// sent them in. OnPush must therefore not block for long (replies are
+	// not read meanwhile) and must not wait for a Call on the same client to
+	// finish (start it in a goroutine).
+	//
+	// OnPush may call Close, and may wait for a Close called elsewhere: Close
+	// never waits for OnPush. Once Close has been called OnPush is not called
+	// again; a call already under way then (the one calling Close, say) may
+	// still be running when Close returns and Done is closed. When the
+	// connection ends without Close, every OnPush call has returned before
+	// Done is closed.
 	OnPush func(Push)
 	// PushBuffer is the capacity of the Pushes channel when OnPush is nil
 	// (0: DefaultPushBuffer). When the channel is full the read goroutine
@@ -160,10 +166,16 @@ type Client struct {
 	cause   *CloseError // first local reason to fail the connection
 
 	closing atomic.Bool   // Close was called
-	readG   atomic.Uint64 // id of the read goroutine, which runs OnPush (0 without OnPush)
+	quit    chan struct{} // closed by the first Close, after closing is set
 	done    chan struct{}
 
-	onPush  func(Push)
+	// With OnPush, the read goroutine hands each push over on handoff (closed
+	// when it finishes) to the dispatch goroutine, which calls OnPush and
+	// answers on returned; both give up waiting for the other on quit.
+	onPush   func(Push)
+	handoff  chan Push
+	returned chan struct{}
+
 	pushes  chan Push
 	dropped atomic.Uint64
 }
@@ -221,6 +233,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		wsem:    make(chan struct{}, 1),
 		bw:      bufio.NewWriterSize(conn, 4096),
 		pending: make(map[int64]chan reply),
+		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		onPush:  opts.OnPush,
 	}
@@ -231,6 +244,9 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		c.pushes = make(chan Push, cmp.Or(opts.PushBuffer, DefaultPushBuffer))
 	} else {
 		c.pushes = make(chan Push) // never sent to; closed at the end
+		c.handoff = make(chan Push)
+		c.returned = make(chan struct{})
+		go c.dispatchLoop()
 	}
 	if br == nil {
 		br = bufio.NewReaderSize(conn, 4096)
@@ -264,7 +280,8 @@ func (c *Client) Protocol() string { return c.proto.Name }
 func (c *Client) Codec() codec.Codec { return c.proto.Codec }
 
 // Done is closed when the connection has ended and the read goroutine has
-// stopped; every pending call has failed by then.
+// stopped; every pending call has failed by then. An OnPush call may still
+// be running if Close was called (see Options.OnPush), never otherwise.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is open, then the *CloseError saying
@@ -367,59 +384,34 @@ func (c *Client) forget(id int64) {
 
 // Close sends a close frame with code 1000, waits briefly (at most a
 // second) for the server to answer it, and closes the connection. Pending
-// calls fail, and Done is closed when Close returns, also when OnPush is
-// running in the meantime (Close then waits for it to return). Close is
-// idempotent: every call returns once Done is closed; only the first
-// returns an error, when the close frame could not be written.
+// calls fail, and Done is closed when Close returns. Close is idempotent:
+// every call returns once Done is closed; only the first returns an error,
+// when the close frame could not be written.
 //
-// Close may be called from OnPush (on a gateway.notice, say): it then sends
-// the close frame, closes the connection and returns at once, without
-// waiting for the server's answer nor for Done, which is closed once OnPush
-// returns. OnPush must not wait for a Close called in another goroutine:
-// that Close waits for OnPush to return.
+// Close behaves the same wherever it is called from, OnPush included (on a
+// gateway.notice, say): it never waits for OnPush, and once it has been
+// called OnPush is not called again. An OnPush call already under way may
+// outlast it.
 func (c *Client) Close() error {
-	// Waiting for the read goroutine from OnPush, which runs on it, would
-	// deadlock.
-	wait := c.onPush == nil || c.readG.Load() != goid()
 	if !c.closing.CompareAndSwap(false, true) {
-		if wait {
-			<-c.done
-		}
+		<-c.done
 		return nil
 	}
+	close(c.quit) // the read goroutine stops waiting for OnPush
 	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
 	defer cancel()
 	err := c.writeClose(ctx, ws.StatusNormalClosure, "")
-	if err == nil && wait {
+	if err == nil {
 		select {
 		case <-c.done:
 		case <-ctx.Done():
 		}
-	} else if err != nil && c.Err() != nil {
+	} else if c.Err() != nil {
 		err = nil // the connection was over already
 	}
 	c.conn.Close()
-	if wait {
-		<-c.done
-	}
+	<-c.done
 	return err
-}
-
-// goid returns the id of the calling goroutine, read from the first line
-// of its stack ("goroutine 18 [running]:"). Go has no API for it; Close
-// needs it to tell a call from OnPush (on the read goroutine) from a call
-// from anywhere else, and calls it once. It returns 0 if the line cannot be
-// parsed, which no goroutine has.
-func goid() uint64 {
-	var buf [64]byte
-	line := buf[:runtime.Stack(buf[:], false)]
-	line, ok := bytes.CutPrefix(line, []byte("goroutine "))
-	if i := bytes.IndexByte(line, ' '); ok && i > 0 {
-		if id, err := strconv.ParseUint(string(line[:i]), 10, 64); err == nil {
-			return id
-		}
-	}
-	return 0
 }
 
 var errCloseSent = errors.New("client: close frame already sent")
@@ -556,6 +548,9 @@ func (c *Client) finish(e *CloseError) {
 		ch <- reply{err: e}
 	}
 	close(c.pushes)
+	if c.handoff != nil {
+		close(c.handoff)
+	}
 	close(c.done)
 }
 
@@ -569,9 +564,6 @@ func (c *Client) readLoop(src io.Reader, maxSize int64) {
 		MaxMessageSize: maxSize,
 	}
 	rd.OnIntermediate = c.control
-	if c.onPush != nil {
-		c.readG.Store(goid())
-	}
 	var (
 		frame []byte
 		msgs  []codec.Message
@@ -718,7 +710,7 @@ func (c *Client) dispatch(m *codec.Message) {
 // channel, so the loop ends.
 func (c *Client) push(p Push) {
 	if c.onPush != nil {
-		c.onPush(p)
+		c.handOver(p)
 		return
 	}
 	for {
@@ -731,6 +723,42 @@ func (c *Client) push(p Push) {
 		case <-c.pushes:
 			c.dropped.Add(1)
 		default:
+		}
+	}
+}
+
+// handOver gives p to the dispatch goroutine and waits for OnPush to return,
+// which keeps pushes ordered with the replies read after them and pushes
+// back on the server like a slow reader. Close ends the wait (OnPush may be
+// the one calling it) and makes handOver drop the pushes that follow.
+func (c *Client) handOver(p Push) {
+	select {
+	case <-c.quit:
+		return
+	default:
+	}
+	select {
+	case c.handoff <- p:
+	case <-c.quit:
+		return
+	}
+	select {
+	case <-c.returned:
+	case <-c.quit:
+	}
+}
+
+// dispatchLoop runs OnPush for each push handed over, until the read
+// goroutine finishes. A push handed over as Close is called is dropped:
+// checking closing here is what stops OnPush from being called after Close.
+func (c *Client) dispatchLoop() {
+	for p := range c.handoff {
+		if !c.closing.Load() {
+			c.onPush(p)
+		}
+		select {
+		case c.returned <- struct{}{}:
+		case <-c.quit:
 		}
 	}
 }
