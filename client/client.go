@@ -48,10 +48,19 @@ type Options struct {
 	// (authentication, for example). Optional.
 	Header http.Header
 	// OnPush, when set, receives every server push instead of the Pushes
-	// channel. It is called from the client's read goroutine, in arrival
-	// order: it must not block for long (replies are not read meanwhile) and
-	// must not wait for a Call on the same client to finish (start it in a
-	// goroutine). It may call Close.
+	// channel. It runs on a goroutine of its own, one call at a time and in
+	// arrival order, and the read goroutine waits for each call to return
+	// before it reads on, so pushes and replies keep the order the server
+	// sent them in. OnPush must therefore not block for long (replies are
+	// not read meanwhile) and must not wait for a Call on the same client to
+	// finish (start it in a goroutine).
+	//
+	// OnPush may call Close, and may wait for a Close called elsewhere: Close
+	// never waits for OnPush. Once Close has been called OnPush is not called
+	// again; a call already under way then (the one calling Close, say) may
+	// still be running when Close returns and Done is closed. When the
+	// connection ends without Close, every OnPush call has returned before
+	// Done is closed.
 	OnPush func(Push)
 	// PushBuffer is the capacity of the Pushes channel when OnPush is nil
 	// (0: DefaultPushBuffer). When the channel is full the read goroutine
@@ -66,8 +75,9 @@ type Options struct {
 	// null id: it could not read a message of this client. Such an error
 	// answers no call (a call whose request the server could not read waits
 	// until its context ends) and the client never answers it, as it never
-	// answers any reply. It is called from the read goroutine, like OnPush,
-	// and may call Close. Nil: these errors are dropped.
+	// answers any reply. It runs on a goroutine of its own, one call at a
+	// time; errors that arrive while a call runs are dropped. It may call
+	// Close. Nil: these errors are dropped.
 	OnNullIDError func(*codec.Error)
 }
 
@@ -163,13 +173,19 @@ type Client struct {
 	err     *CloseError // set (under mu) when the connection is over
 	cause   *CloseError // first local reason to fail the connection
 
-	closing   atomic.Bool // Close was called
-	inOnPush  atomic.Bool // the read goroutine is running OnPush or OnNullIDError
-	closeOnce sync.Once
-	done      chan struct{}
+	closing atomic.Bool   // Close was called
+	quit    chan struct{} // closed by the first Close, after closing is set
+	done    chan struct{}
 
-	onPush  func(Push)
-	onNull  func(*codec.Error)
+	// With OnPush, the read goroutine hands each push over on handoff (closed
+	// when it finishes) to the dispatch goroutine, which calls OnPush and
+	// answers on returned; both give up waiting for the other on quit.
+	onPush   func(Push)
+	handoff  chan Push
+	returned chan struct{}
+	onNull   func(*codec.Error)
+	inOnNull atomic.Bool // an OnNullIDError call is running
+
 	pushes  chan Push
 	dropped atomic.Uint64
 }
@@ -227,6 +243,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		wsem:    make(chan struct{}, 1),
 		bw:      bufio.NewWriterSize(conn, 4096),
 		pending: make(map[int64]chan reply),
+		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		onPush:  opts.OnPush,
 		onNull:  opts.OnNullIDError,
@@ -238,6 +255,9 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		c.pushes = make(chan Push, cmp.Or(opts.PushBuffer, DefaultPushBuffer))
 	} else {
 		c.pushes = make(chan Push) // never sent to; closed at the end
+		c.handoff = make(chan Push)
+		c.returned = make(chan struct{})
+		go c.dispatchLoop()
 	}
 	if br == nil {
 		br = bufio.NewReaderSize(conn, 4096)
@@ -271,7 +291,8 @@ func (c *Client) Protocol() string { return c.proto.Name }
 func (c *Client) Codec() codec.Codec { return c.proto.Codec }
 
 // Done is closed when the connection has ended and the read goroutine has
-// stopped; every pending call has failed by then.
+// stopped; every pending call has failed by then. An OnPush call may still
+// be running if Close was called (see Options.OnPush), never otherwise.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is open, then the *CloseError saying
@@ -374,35 +395,33 @@ func (c *Client) forget(id int64) {
 
 // Close sends a close frame with code 1000, waits briefly (at most a
 // second) for the server to answer it, and closes the connection. Pending
-// calls fail, and Done is closed when Close returns. Close is idempotent; it
-// returns an error only when the close frame could not be written.
+// calls fail, and Done is closed when Close returns. Close is idempotent:
+// every call returns once Done is closed; only the first returns an error,
+// when the close frame could not be written.
 //
-// Close may be called from OnPush (on a gateway.notice, say): it then does
-// not wait for the server's answer nor for the read goroutine, which ends
-// once OnPush returns.
+// Close behaves the same wherever it is called from, OnPush included (on a
+// gateway.notice, say): it never waits for OnPush, and once it has been
+// called OnPush is not called again. An OnPush call already under way may
+// outlast it.
 func (c *Client) Close() error {
-	var err error
-	c.closeOnce.Do(func() {
-		c.closing.Store(true)
-		// From OnPush, the read goroutine cannot finish before Close
-		// returns: waiting for it would deadlock.
-		wait := !c.inOnPush.Load()
-		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
-		defer cancel()
-		err = c.writeClose(ctx, ws.StatusNormalClosure, "")
-		if err == nil && wait {
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-			}
-		} else if err != nil && c.Err() != nil {
-			err = nil // the connection was over already
+	if !c.closing.CompareAndSwap(false, true) {
+		<-c.done
+		return nil
+	}
+	close(c.quit) // the read goroutine stops waiting for OnPush
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	err := c.writeClose(ctx, ws.StatusNormalClosure, "")
+	if err == nil {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
 		}
-		c.conn.Close()
-		if wait {
-			<-c.done
-		}
-	})
+	} else if c.Err() != nil {
+		err = nil // the connection was over already
+	}
+	c.conn.Close()
+	<-c.done
 	return err
 }
 
@@ -540,6 +559,9 @@ func (c *Client) finish(e *CloseError) {
 		ch <- reply{err: e}
 	}
 	close(c.pushes)
+	if c.handoff != nil {
+		close(c.handoff)
+	}
 	close(c.done)
 }
 
@@ -702,12 +724,18 @@ func (c *Client) dispatch(m *codec.Message) {
 	// ignored.
 }
 
-// nullIDError hands a null-id error to OnNullIDError, telling Close not to
-// wait for the read goroutine meanwhile.
+// nullIDError hands a null-id error to OnNullIDError on a goroutine of its
+// own, so that it may call Close (which waits for the read goroutine); at
+// most one runs at a time, so a server cannot make the client start
+// goroutines without bound.
 func (c *Client) nullIDError(e codec.Error) {
-	c.inOnPush.Store(true)
-	defer c.inOnPush.Store(false)
-	c.onNull(&e)
+	if !c.inOnNull.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.inOnNull.Store(false)
+		c.onNull(&e)
+	}()
 }
 
 // push delivers a push to OnPush or to the channel, dropping the oldest
@@ -715,9 +743,7 @@ func (c *Client) nullIDError(e codec.Error) {
 // channel, so the loop ends.
 func (c *Client) push(p Push) {
 	if c.onPush != nil {
-		c.inOnPush.Store(true)
-		defer c.inOnPush.Store(false)
-		c.onPush(p)
+		c.handOver(p)
 		return
 	}
 	for {
@@ -730,6 +756,42 @@ func (c *Client) push(p Push) {
 		case <-c.pushes:
 			c.dropped.Add(1)
 		default:
+		}
+	}
+}
+
+// handOver gives p to the dispatch goroutine and waits for OnPush to return,
+// which keeps pushes ordered with the replies read after them and pushes
+// back on the server like a slow reader. Close ends the wait (OnPush may be
+// the one calling it) and makes handOver drop the pushes that follow.
+func (c *Client) handOver(p Push) {
+	select {
+	case <-c.quit:
+		return
+	default:
+	}
+	select {
+	case c.handoff <- p:
+	case <-c.quit:
+		return
+	}
+	select {
+	case <-c.returned:
+	case <-c.quit:
+	}
+}
+
+// dispatchLoop runs OnPush for each push handed over, until the read
+// goroutine finishes. A push handed over as Close is called is dropped:
+// checking closing here is what stops OnPush from being called after Close.
+func (c *Client) dispatchLoop() {
+	for p := range c.handoff {
+		if !c.closing.Load() {
+			c.onPush(p)
+		}
+		select {
+		case c.returned <- struct{}{}:
+		case <-c.quit:
 		}
 	}
 }

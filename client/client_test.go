@@ -307,7 +307,7 @@ func TestOnPush(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		// OnPush runs on the read goroutine, which handled both pushes
+		// The read goroutine waited for OnPush to return on both pushes
 		// before it read the reply.
 		mu.Lock()
 		want := []string{"gateway.notice:lagging", "gateway.notice:draining"}
@@ -866,27 +866,109 @@ func TestWriteBlockedByServer(t *testing.T) {
 	})
 }
 
+// Close from OnPush behaves as anywhere else: it waits for the server's
+// answer and returns with Done closed.
 func TestCloseFromOnPush(t *testing.T) {
 	forEach(t, func(t *testing.T, s *fakeServer) {
 		var self atomic.Pointer[Client]
 		closed := make(chan error, 1)
 		c, sc := s.dial(t, Options{OnPush: func(p Push) {
 			if p.Method == chat.PushNotice {
-				closed <- self.Load().Close()
+				err := self.Load().Close()
+				select {
+				case <-self.Load().Done():
+				default:
+					err = errors.New("returned before Done was closed")
+				}
+				closed <- err
 			}
 		}})
 		self.Store(c)
 		sc.push(chat.PushNotice, &chat.Notice{Kind: chat.NoticeDraining, Message: "bye"})
+		// ReadClientData answers the close frame and reports its code.
+		_, _, err := wsutil.ReadClientData(sc.conn)
+		var wce wsutil.ClosedError
+		if !errors.As(err, &wce) || wce.Code != ws.StatusNormalClosure {
+			t.Errorf("server read %v, want close 1000", err)
+		}
 		if err := <-closed; err != nil {
 			t.Errorf("Close from OnPush: %v", err)
 		}
-		<-c.Done()
 		var ce *CloseError
 		if !errors.As(c.Err(), &ce) || ce.Code != 1000 || !errors.Is(c.Err(), ErrClosed) {
 			t.Errorf("Err() = %v", c.Err())
 		}
-		if code, _ := sc.readClose(); code != ws.StatusNormalClosure {
-			t.Errorf("server got close %d", code)
+	})
+}
+
+// Close called from another goroutine while OnPush runs does not wait for
+// OnPush: it returns with Done closed while OnPush is still blocked. OnPush
+// is not called for a push read after Close, and it may call Close itself,
+// which then returns nil at once.
+func TestCloseWhileOnPushRuns(t *testing.T) {
+	forEach(t, func(t *testing.T, s *fakeServer) {
+		var (
+			self  atomic.Pointer[Client]
+			calls atomic.Int32
+		)
+		entered, release := make(chan struct{}), make(chan struct{})
+		var freeOnce sync.Once
+		free := func() { freeOnce.Do(func() { close(release) }) }
+		defer free() // also when Close hangs and the test fails
+		inner := make(chan error, 1)
+		c, sc := s.dial(t, Options{OnPush: func(Push) {
+			if calls.Add(1) > 1 {
+				return
+			}
+			close(entered)
+			<-release
+			inner <- self.Load().Close()
+		}})
+		self.Store(c)
+		sc.push(chat.PushNotice, &chat.Notice{Kind: chat.NoticeDraining, Message: "bye"})
+		// The client reads this one only once OnPush has returned or Close
+		// has been called: OnPush must not get it.
+		sc.push(chat.PushNotice, &chat.Notice{Kind: chat.NoticeLagging, Message: "late"})
+		<-entered
+
+		type outcome struct {
+			err  error
+			done bool // Done was closed when Close returned
+		}
+		outer := make(chan outcome, 1)
+		go func() {
+			err := c.Close()
+			select {
+			case <-c.Done():
+				outer <- outcome{err, true}
+			default:
+				outer <- outcome{err, false}
+			}
+		}()
+		// ReadClientData answers the close frame and reports its code.
+		_, _, err := wsutil.ReadClientData(sc.conn)
+		var wce wsutil.ClosedError
+		if !errors.As(err, &wce) || wce.Code != ws.StatusNormalClosure {
+			t.Errorf("server read %v, want close 1000", err)
+		}
+		select {
+		case o := <-outer:
+			if o.err != nil || !o.done {
+				t.Errorf("Close returned %v with Done closed %v; want nil and true", o.err, o.done)
+			}
+		case <-testContext(t).Done():
+			t.Fatal("Close did not return while OnPush was blocked")
+		}
+		free()
+		if err := <-inner; err != nil {
+			t.Errorf("Close from OnPush after another Close: %v", err)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("OnPush called %d times, want 1", n)
+		}
+		var ce *CloseError
+		if !errors.As(c.Err(), &ce) || ce.Code != 1000 || !errors.Is(c.Err(), ErrClosed) {
+			t.Errorf("Err() = %v, want 1000 closed by client", c.Err())
 		}
 	})
 }

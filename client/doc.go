@@ -34,11 +34,15 @@
 // offsets and catches up with chat.history, as below.
 //
 // One goroutine per client reads the connection: it answers pings, decodes
-// every message with the subprotocol's codec, routes replies and calls
-// OnPush. When the connection ends, for whatever reason, every pending call
-// fails with a *CloseError (close code and reason; 1006 when the connection
-// broke without a close frame), Pushes is closed, Done is closed and Err
-// returns that error.
+// every message with the subprotocol's codec, routes replies and queues
+// pushes. With OnPush, a second goroutine calls it, one push at a time; the
+// reader waits for each call to return before it reads on, so pushes and
+// replies keep their order, but stops waiting when Close is called: Close
+// never waits for OnPush (it may be called from it), and OnPush is not
+// called again once Close has been called. When the connection ends, for
+// whatever reason, every pending call fails with a *CloseError (close code
+// and reason; 1006 when the connection broke without a close frame), Pushes
+// is closed, Done is closed and Err returns that error.
 //
 // The client never answers anything the server sends. An error with a null
 // id says the server could not read a message of this client; it matches no

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/subgate/subgate/codec"
@@ -33,11 +37,23 @@ type Handler func(ctx context.Context, call *Call) (any, error)
 // Middleware wraps every call.
 type Middleware func(next Handler) Handler
 
-// Router holds the methods and the middleware chain.
+// Router holds the methods and the middleware chain. It is safe for
+// concurrent use: methods and middleware may be added while calls are
+// served. Writers copy the current table, change the copy and publish it;
+// a call loads the table once, so the hot path takes no lock and
+// allocates nothing (net/rpc keeps its services in a sync.Map for the same
+// reason).
 type Router struct {
+	mu  sync.Mutex // serialises Handle and Use (copy, change, publish)
+	tab atomic.Pointer[routeTable]
+}
+
+// routeTable is one version of the router. It is never changed once
+// published: Handle and Use publish a new one.
+type routeTable struct {
 	methods map[string]route
 	mw      []Middleware
-	chain   Handler
+	chain   Handler // mw around dispatch
 }
 
 type route struct {
@@ -58,34 +74,43 @@ func Concurrent(r *route) { r.concurrent = true }
 
 // NewRouter returns an empty router.
 func NewRouter() *Router {
-	r := &Router{methods: map[string]route{}}
-	r.chain = r.dispatch
+	r := &Router{}
+	r.tab.Store(&routeTable{methods: map[string]route{}, chain: r.dispatch})
 	return r
 }
 
-// Use appends middleware; the first added is the outermost.
+// Use appends middleware; the first added is the outermost. Calls that
+// started before Use returns may run without it.
 func (r *Router) Use(m ...Middleware) {
-	r.mw = append(r.mw, m...)
-	h := Handler(r.dispatch)
-	for i := len(r.mw) - 1; i >= 0; i-- {
-		h = r.mw[i](h)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.tab.Load()
+	t := &routeTable{methods: old.methods, mw: slices.Concat(old.mw, m)}
+	t.chain = r.dispatch
+	for i := len(t.mw) - 1; i >= 0; i-- {
+		t.chain = t.mw[i](t.chain)
 	}
-	r.chain = h
+	r.tab.Store(t)
 }
 
 // Handle declares a method with an untyped handler. Methods are answered
 // in the order their calls arrive on a connection unless declared
-// [Concurrent].
+// [Concurrent]. A call that arrives after Handle returns finds the method.
 func (r *Router) Handle(name string, h Handler, opts ...MethodOption) {
 	rt := route{h: h}
 	for _, o := range opts {
 		o(&rt)
 	}
-	r.methods[name] = rt
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.tab.Load()
+	methods := maps.Clone(old.methods)
+	methods[name] = rt
+	r.tab.Store(&routeTable{methods: methods, mw: old.mw, chain: old.chain})
 }
 
 // IsConcurrent reports whether name was declared [Concurrent].
-func (r *Router) IsConcurrent(name string) bool { return r.methods[name].concurrent }
+func (r *Router) IsConcurrent(name string) bool { return r.tab.Load().methods[name].concurrent }
 
 // Register declares a method with typed params and result: the router
 // decodes params into a new P (a decode error is -32602) and hands the
@@ -113,11 +138,11 @@ func (r *Router) Serve(ctx context.Context, call *Call) (res any, err error) {
 			res, err = nil, &PanicError{Method: call.Method, Value: v, Stack: debug.Stack(), inMiddleware: true}
 		}
 	}()
-	return r.chain(ctx, call)
+	return r.tab.Load().chain(ctx, call)
 }
 
 func (r *Router) dispatch(ctx context.Context, call *Call) (res any, err error) {
-	rt, ok := r.methods[call.Method]
+	rt, ok := r.tab.Load().methods[call.Method]
 	if !ok {
 		return nil, &codec.Error{Code: codec.CodeMethodNotFound, Message: "Method not found", Data: call.Method}
 	}
