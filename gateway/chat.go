@@ -54,7 +54,7 @@ func (s *chatService) join(ctx context.Context, p *chat.JoinParams) (*chat.JoinR
 	}
 	members, offset, err := s.hub.Join(p.Room, caller(ctx))
 	if err != nil {
-		return nil, err
+		return nil, hubError(err, p.Room)
 	}
 	return &chat.JoinResult{Room: p.Room, Members: members, Offset: offset}, nil
 }
@@ -123,9 +123,13 @@ func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*ch
 	return &chat.DiscoverResult{Methods: chat.Describe()}, nil
 }
 
+// hubError turns a hub error into the chat error a client gets.
 func hubError(err error, room string) error {
 	if errors.Is(err, ErrNotMember) {
 		return chat.NewError(chat.CodeNotMember, room)
+	}
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		return chat.NewError(chat.CodeLimitReached, le.Detail())
 	}
 	return err
 }
