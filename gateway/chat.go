@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -114,7 +115,7 @@ func (s *chatService) history(ctx context.Context, p *chat.HistoryParams) (*chat
 		limit = chat.DefaultHistoryLimit
 	}
 	if limit > chat.MaxHistoryLimit {
-		return nil, codec.InvalidParams("limit: at most 1000")
+		return nil, codec.InvalidParams(historyLimitDetail)
 	}
 	return &chat.HistoryResult{Room: p.Room, Messages: s.hub.History(p.Room, p.Since, limit)}, nil
 }
@@ -122,6 +123,10 @@ func (s *chatService) history(ctx context.Context, p *chat.HistoryParams) (*chat
 func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*chat.DiscoverResult, error) {
 	return &chat.DiscoverResult{Methods: chat.Describe()}, nil
 }
+
+// historyLimitDetail is the -32602 detail of a chat.history limit over
+// chat.MaxHistoryLimit.
+var historyLimitDetail = fmt.Sprintf("limit: at most %d", chat.MaxHistoryLimit)
 
 // hubError turns a hub error into the chat error a client gets.
 func hubError(err error, room string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"runtime"
 	"strings"
@@ -381,5 +382,49 @@ func TestJoinNeedsLiveConnection(t *testing.T) {
 	}
 	if h.hasRoom("r") {
 		t.Fatal("the refused join made a room")
+	}
+}
+
+// chat.history takes at most chat.MaxHistoryLimit (100) messages.
+func TestHistoryLimitBound(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	for _, proto := range allProtos {
+		c := dial(t, addr, "lim-"+proto, proto)
+		call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: "r", Limit: chat.MaxHistoryLimit})
+		e := rpcErr(t, c, chat.MethodHistory, &chat.HistoryParams{Room: "r", Limit: chat.MaxHistoryLimit + 1})
+		if e.Code != codec.CodeInvalidParams || e.Data != "limit: at most 100" {
+			t.Fatalf("%s: limit 101: %d %q", proto, e.Code, e.Data)
+		}
+	}
+}
+
+// The largest legal chat.history reply fits the default 4 MiB send queue
+// in every encoding: 100 messages of 4096 control characters (json-rpc
+// writes each as \u00XX, 6 bytes), 64-byte sender and room, the largest
+// offsets and times, and in json-rpc a string id as long as the largest
+// request could carry.
+func TestLargestHistoryReplyFitsSendQueue(t *testing.T) {
+	queue := Config{}.withDefaults().SendQueueBytes
+	res := &chat.HistoryResult{Room: strings.Repeat("r", chat.MaxIDLen)}
+	for range chat.MaxHistoryLimit {
+		res.Messages = append(res.Messages, chat.HistoryEntry{
+			Offset: math.MaxUint64, From: strings.Repeat("f", chat.MaxIDLen),
+			Message: strings.Repeat("\x01", chat.MaxMessageLen), TS: math.MinInt64,
+		})
+	}
+	maxFrame := int(Config{}.withDefaults().MaxMessageSize)
+	for _, p := range protocols.All {
+		id := codec.NumberID(math.MaxInt64)
+		if p.Name == protocols.JSONRPC {
+			id = codec.ID{Kind: codec.IDString, Raw: []byte(`"` + strings.Repeat("i", maxFrame-200) + `"`)}
+		}
+		b, err := codec.AppendResult(p.Codec, nil, id, res)
+		if err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		if len(b) >= queue {
+			t.Errorf("%s: the largest history reply is %d bytes, the send queue %d", p.Name, len(b), queue)
+		}
+		t.Logf("%s: %d bytes", p.Name, len(b))
 	}
 }
