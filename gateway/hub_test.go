@@ -428,3 +428,27 @@ func TestLargestHistoryReplyFitsSendQueue(t *testing.T) {
 		t.Logf("%s: %d bytes", p.Name, len(b))
 	}
 }
+
+// BenchmarkDetach measures a disconnect of a client in 10 rooms while the
+// node has n rooms: with the per-client index its cost does not grow
+// with n.
+func BenchmarkDetach(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		b.Run(fmt.Sprint("rooms=", n), func(b *testing.B) {
+			h := testHub(b, HubLimits{MaxRooms: n + 10, MaxRoomsPerClient: n}, "resident")
+			for i := range n {
+				mustJoin(b, h, fmt.Sprint("r", i), "resident")
+			}
+			p := &countingPeer{id: "visitor", codec: allCodecs[0]}
+			for b.Loop() {
+				b.StopTimer()
+				h.Attach(p)
+				for i := range 10 {
+					mustJoin(b, h, fmt.Sprint("r", i*(n/10)), "visitor")
+				}
+				b.StartTimer()
+				h.Detach(p)
+			}
+		})
+	}
+}
