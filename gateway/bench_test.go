@@ -33,7 +33,7 @@ func BenchmarkCall(b *testing.B) {
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			hub := NewMemoryHub(0)
+			hub := NewMemoryHub(HubLimits{})
 			peers := make([]*countingPeer, n)
 			for i := range peers {
 				peers[i] = &countingPeer{id: fmt.Sprint("p", i), codec: allCodecs[i%len(allCodecs)]}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -54,7 +55,7 @@ func (s *chatService) join(ctx context.Context, p *chat.JoinParams) (*chat.JoinR
 	}
 	members, offset, err := s.hub.Join(p.Room, caller(ctx))
 	if err != nil {
-		return nil, err
+		return nil, hubError(err, p.Room)
 	}
 	return &chat.JoinResult{Room: p.Room, Members: members, Offset: offset}, nil
 }
@@ -114,7 +115,7 @@ func (s *chatService) history(ctx context.Context, p *chat.HistoryParams) (*chat
 		limit = chat.DefaultHistoryLimit
 	}
 	if limit > chat.MaxHistoryLimit {
-		return nil, codec.InvalidParams("limit: at most 1000")
+		return nil, codec.InvalidParams(historyLimitDetail)
 	}
 	return &chat.HistoryResult{Room: p.Room, Messages: s.hub.History(p.Room, p.Since, limit)}, nil
 }
@@ -123,9 +124,17 @@ func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*ch
 	return &chat.DiscoverResult{Methods: chat.Describe()}, nil
 }
 
+// historyLimitDetail is the -32602 detail of a chat.history limit over
+// chat.MaxHistoryLimit.
+var historyLimitDetail = fmt.Sprintf("limit: at most %d", chat.MaxHistoryLimit)
+
+// hubError turns a hub error into the chat error a client gets.
 func hubError(err error, room string) error {
 	if errors.Is(err, ErrNotMember) {
 		return chat.NewError(chat.CodeNotMember, room)
+	}
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		return chat.NewError(chat.CodeLimitReached, le.Detail())
 	}
 	return err
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -42,14 +41,7 @@ func call[R any](t *testing.T, c *client.Client, method string, params any) *R {
 
 func callErr(t *testing.T, c *client.Client, method string, params any) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := c.Call(ctx, method, params, nil)
-	var e *codec.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("%s over %s: got %v, want an RPC error", method, c.Protocol(), err)
-	}
-	return e.Code
+	return rpcErr(t, c, method, params).Code
 }
 
 // waitPush returns the next push of method (others are skipped), failing

@@ -68,6 +68,22 @@
 // assumes a single process. A push is encoded at most once per codec and
 // the same bytes are queued to every recipient that speaks it.
 //
+// The in-process hub is bounded (HubLimits, from Config): a client id is
+// in at most MaxRoomsPerClient rooms and the node has at most MaxRooms;
+// each room keeps at most HistorySize messages and HistoryBytesPerRoom
+// bytes, and all rooms together at most HistoryBytes (a message costs its
+// text, its sender id and 64 bytes of bookkeeping). A room exists while
+// it has members or history; one with neither is deleted at once. Rooms
+// with history are kept on two lists by last activity, those without
+// members (idle) and those with (busy): joining a new room at MaxRooms
+// deletes the front idle room, and over HistoryBytes the oldest messages
+// of the front idle rooms, then of the front busy rooms, go. A join
+// refused by a bound is chat error -32009; a send never fails for one.
+// A new room's offsets start after the highest offset of any room
+// deleted before it, so offsets never repeat under a room name within a
+// process. An index of each client id's rooms makes a disconnect cost
+// O(rooms of that client), whatever the number of rooms in the node.
+//
 // # Lock order
 //
 // memoryHub.mu, then Conn.mu. Push.mu is a leaf. Server.mu is never held

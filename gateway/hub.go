@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"container/list"
 	"errors"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/subgate/subgate/codec"
@@ -71,7 +73,8 @@ type Hub interface {
 	Attach(p Peer)
 	Detach(p Peer)
 	// Join adds the client to a room (idempotent) and pushes chat.presence
-	// "join" to the other members if it was not there yet.
+	// "join" to the other members if it was not there yet. A bound of the
+	// hub may refuse it with a *LimitError.
 	Join(room, client string) (members []string, offset uint64, err error)
 	// Leave removes the client; ErrNotMember when it was not there.
 	Leave(room, client string) error
@@ -89,27 +92,46 @@ type Hub interface {
 // ErrNotMember is returned for room operations by a client not in the room.
 var ErrNotMember = errors.New("gateway: not a member of the room")
 
-type room struct {
-	members map[string]struct{}
-	history []chat.HistoryEntry // ring of at most historySize, oldest at head
-	head    int
-	offset  uint64 // last offset given out
-}
+// ErrNotAttached is returned when a client id with no live connection
+// joins a room: nothing would ever make it leave again. (A call still in
+// flight when its connection is dropped gets it.)
+var ErrNotAttached = errors.New("gateway: client has no live connection")
 
+// memoryHub is the in-process hub. One mutex guards everything; pushes are
+// queued (Deliver never blocks) while it is held.
+//
+// Every room is either busy (members and history), idle (history but no
+// members), or has members and no history; a room with neither is deleted
+// at once. The busy and idle lists order rooms by last activity (join,
+// send, last leave), so eviction takes the least recently active room in
+// O(1). joined indexes each client id's rooms: a disconnect visits only
+// those, never every room of the node.
 type memoryHub struct {
-	mu          sync.Mutex
-	clients     map[string]map[Peer]struct{}
-	rooms       map[string]*room
-	historySize int
+	mu      sync.Mutex
+	lim     HubLimits
+	clients map[string]map[Peer]struct{}
+	rooms   map[string]*room
+	joined  map[string]map[string]*room // client id -> the rooms it is in
+	idle    *list.List                  // of *room
+	busy    *list.List
+	// historyBytes is the cost of every room's history together.
+	historyBytes int
+	// floor is the highest offset of any deleted room: a room created
+	// later starts above it, so offsets never repeat under a room name.
+	floor uint64
 }
 
-// NewMemoryHub returns the in-process hub. Each room keeps its last
-// historySize messages (default 1000 when ≤ 0).
-func NewMemoryHub(historySize int) Hub {
-	if historySize <= 0 {
-		historySize = 1000
+// NewMemoryHub returns the in-process hub with the given bounds (zero
+// fields take their defaults).
+func NewMemoryHub(lim HubLimits) Hub {
+	return &memoryHub{
+		lim:     lim.withDefaults(),
+		clients: map[string]map[Peer]struct{}{},
+		rooms:   map[string]*room{},
+		joined:  map[string]map[string]*room{},
+		idle:    list.New(),
+		busy:    list.New(),
 	}
-	return &memoryHub{clients: map[string]map[Peer]struct{}{}, rooms: map[string]*room{}, historySize: historySize}
 }
 
 func (h *memoryHub) Attach(p Peer) {
@@ -123,6 +145,7 @@ func (h *memoryHub) Attach(p Peer) {
 	set[p] = struct{}{}
 }
 
+// Detach costs O(rooms of the client): it walks the client's index.
 func (h *memoryHub) Detach(p Peer) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -133,26 +156,82 @@ func (h *memoryHub) Detach(p Peer) {
 		return
 	}
 	delete(h.clients, id)
-	for name, r := range h.rooms {
-		if _, ok := r.members[id]; ok {
-			h.leaveLocked(name, r, id)
-		}
+	for _, r := range h.joined[id] {
+		h.leaveLocked(r, id)
 	}
+	delete(h.joined, id)
 }
 
 func (h *memoryHub) Join(name, client string) ([]string, uint64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.clients[client]) == 0 {
+		return nil, 0, ErrNotAttached
+	}
 	r := h.rooms[name]
+	if r != nil {
+		if _, ok := r.members[client]; ok {
+			h.settleLocked(r)
+			return sortedKeys(r.members), r.offset, nil
+		}
+	}
+	if len(h.joined[client]) >= h.lim.MaxRoomsPerClient {
+		return nil, 0, &LimitError{"rooms per client", h.lim.MaxRoomsPerClient}
+	}
 	if r == nil {
-		r = &room{members: map[string]struct{}{}}
-		h.rooms[name] = r
+		var err error
+		if r, err = h.createLocked(name); err != nil {
+			return nil, 0, err
+		}
 	}
-	if _, ok := r.members[client]; !ok {
-		h.toRoomLocked(r, client, NewPush(chat.PushPresence, &chat.Presence{Room: name, ClientID: client, Event: chat.EventJoin}))
-		r.members[client] = struct{}{}
+	h.toRoomLocked(r, client, NewPush(chat.PushPresence, &chat.Presence{Room: name, ClientID: client, Event: chat.EventJoin}))
+	r.members[client] = struct{}{}
+	rooms := h.joined[client]
+	if rooms == nil {
+		rooms = map[string]*room{}
+		h.joined[client] = rooms
 	}
+	rooms[name] = r
+	h.settleLocked(r)
 	return sortedKeys(r.members), r.offset, nil
+}
+
+// createLocked makes a room; at MaxRooms it first deletes the least
+// recently active room without members.
+func (h *memoryHub) createLocked(name string) (*room, error) {
+	if len(h.rooms) >= h.lim.MaxRooms {
+		victim := roomAt(h.idle.Front())
+		if victim == nil {
+			return nil, &LimitError{"rooms per node (all have members)", h.lim.MaxRooms}
+		}
+		h.deleteLocked(victim)
+	}
+	r := &room{name: name, members: map[string]struct{}{}, offset: h.floor}
+	h.rooms[name] = r
+	return r, nil
+}
+
+func (h *memoryHub) deleteLocked(r *room) {
+	r.moveTo(nil)
+	h.historyBytes -= r.bytes
+	h.floor = max(h.floor, r.offset)
+	delete(h.rooms, r.name)
+}
+
+// settleLocked records activity in r: it moves r to the back of the list
+// its state belongs on, or deletes it when it has neither members nor
+// history.
+func (h *memoryHub) settleLocked(r *room) {
+	switch {
+	case r.count > 0 && len(r.members) > 0:
+		r.moveTo(h.busy)
+	case r.count > 0:
+		r.moveTo(h.idle)
+	case len(r.members) == 0:
+		h.deleteLocked(r)
+	default:
+		r.moveTo(nil)
+	}
 }
 
 func (h *memoryHub) Leave(name, client string) error {
@@ -165,15 +244,17 @@ func (h *memoryHub) Leave(name, client string) error {
 	if _, ok := r.members[client]; !ok {
 		return ErrNotMember
 	}
-	h.leaveLocked(name, r, client)
+	h.leaveLocked(r, client)
 	return nil
 }
 
-func (h *memoryHub) leaveLocked(name string, r *room, client string) {
+// leaveLocked removes a member. A room left empty keeps its history and
+// offsets, so that clients that come back can catch up, until eviction.
+func (h *memoryHub) leaveLocked(r *room, client string) {
 	delete(r.members, client)
-	h.toRoomLocked(r, "", NewPush(chat.PushPresence, &chat.Presence{Room: name, ClientID: client, Event: chat.EventLeave}))
-	// An empty room keeps its history and offsets, so that clients that come
-	// back can catch up.
+	delete(h.joined[client], r.name)
+	h.toRoomLocked(r, "", NewPush(chat.PushPresence, &chat.Presence{Room: r.name, ClientID: client, Event: chat.EventLeave}))
+	h.settleLocked(r)
 }
 
 func (h *memoryHub) Members(name string) []string {
@@ -197,36 +278,56 @@ func (h *memoryHub) Send(m chat.Message) (uint64, error) {
 	}
 	r.offset++
 	m.Offset = r.offset
-	e := chat.HistoryEntry{Offset: m.Offset, From: m.From, Message: m.Message, TS: m.TS}
-	if len(r.history) < h.historySize {
-		r.history = append(r.history, e)
-	} else {
-		r.history[r.head] = e
-		r.head = (r.head + 1) % h.historySize
-	}
+	// The stored text is a copy of its own, so its cost is what it holds.
+	e := chat.HistoryEntry{Offset: m.Offset, From: m.From, Message: strings.Clone(m.Message), TS: m.TS}
+	cost := entryCost(&e)
+	h.trimRoomLocked(r, cost)
+	h.trimNodeLocked(cost)
+	h.historyBytes += r.push(e)
+	h.settleLocked(r)
 	h.toRoomLocked(r, "", NewPush(chat.PushMessage, &m))
 	return m.Offset, nil
+}
+
+// trimRoomLocked drops r's oldest messages until one more of cost fits its
+// count and byte bounds. A message larger than the room's byte bound is
+// still kept, alone.
+func (h *memoryHub) trimRoomLocked(r *room, cost int) {
+	for r.count > 0 && (r.count >= h.lim.HistorySize || r.bytes+cost > h.lim.HistoryBytesPerRoom) {
+		h.historyBytes -= r.pop()
+	}
+	if r.count == 0 {
+		h.settleLocked(r) // off the busy list: trimNodeLocked must not pick it
+	}
+}
+
+// trimNodeLocked drops the oldest messages of the least recently active
+// rooms, idle ones first, until one more message of cost fits the node's
+// budget. A room left with neither members nor history is deleted.
+func (h *memoryHub) trimNodeLocked(cost int) {
+	for h.historyBytes+cost > h.lim.HistoryBytes {
+		victim := roomAt(h.idle.Front())
+		if victim == nil {
+			victim = roomAt(h.busy.Front())
+		}
+		if victim == nil {
+			return
+		}
+		h.historyBytes -= victim.pop()
+		if victim.count == 0 {
+			h.settleLocked(victim)
+		}
+	}
 }
 
 func (h *memoryHub) History(name string, since, limit uint64) []chat.HistoryEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := []chat.HistoryEntry{}
 	r := h.rooms[name]
 	if r == nil {
-		return out
+		return []chat.HistoryEntry{}
 	}
-	n := len(r.history)
-	for i := range n {
-		e := r.history[(r.head+i)%n]
-		if e.Offset > since {
-			out = append(out, e)
-			if uint64(len(out)) == limit {
-				break
-			}
-		}
-	}
-	return out
+	return r.entries(since, limit)
 }
 
 func (h *memoryHub) Broadcast(p *Push) int {

@@ -98,6 +98,22 @@ type Config struct {
 	// HistorySize is the number of messages each room keeps (in-process
 	// hub). Default 1000.
 	HistorySize int
+	// HistoryBytesPerRoom bounds one room's history in bytes (a message
+	// costs its text, its sender id and 64 bytes); the oldest messages go
+	// first. Default 1 MiB. See HubLimits for this and the next three.
+	HistoryBytesPerRoom int
+	// HistoryBytes bounds the history of all rooms of the node together;
+	// beyond it the oldest messages of the least recently active rooms go
+	// (rooms without members first). Default 64 MiB.
+	HistoryBytes int
+	// MaxRooms bounds the rooms of the node, with members or history.
+	// Joining a new room at the bound deletes the least recently active
+	// room without members; if all have members, chat.join gets -32009.
+	// Default 10000.
+	MaxRooms int
+	// MaxRoomsPerClient bounds the rooms one client id is in; beyond it
+	// chat.join gets -32009. Default 100.
+	MaxRoomsPerClient int
 	// Hub overrides the in-process hub.
 	Hub Hub
 	// Logger receives structured logs. Default slog.Default().
@@ -126,9 +142,16 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.PingInterval, 25*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
 	setDefault(&c.CloseTimeout, 2*time.Second)
-	setDefault(&c.HistorySize, 1000)
+	setDefault(&c.HistorySize, defaultHistorySize)
+	setDefault(&c.HistoryBytesPerRoom, defaultHistoryBytesPerRoom)
+	setDefault(&c.HistoryBytes, defaultHistoryBytes)
+	setDefault(&c.MaxRooms, defaultMaxRooms)
+	setDefault(&c.MaxRoomsPerClient, defaultMaxRoomsPerClient)
 	if c.Hub == nil {
-		c.Hub = NewMemoryHub(c.HistorySize)
+		c.Hub = NewMemoryHub(HubLimits{
+			HistorySize: c.HistorySize, HistoryBytesPerRoom: c.HistoryBytesPerRoom,
+			HistoryBytes: c.HistoryBytes, MaxRooms: c.MaxRooms, MaxRoomsPerClient: c.MaxRoomsPerClient,
+		})
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -150,6 +173,10 @@ func (c Config) checkPositive() error {
 		{"RateBurst", int64(c.RateBurst)},
 		{"MaxConcurrentCalls", int64(c.MaxConcurrentCalls)},
 		{"HistorySize", int64(c.HistorySize)},
+		{"HistoryBytesPerRoom", int64(c.HistoryBytesPerRoom)},
+		{"HistoryBytes", int64(c.HistoryBytes)},
+		{"MaxRooms", int64(c.MaxRooms)},
+		{"MaxRoomsPerClient", int64(c.MaxRoomsPerClient)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)},
 		{"PingInterval", int64(c.PingInterval)},

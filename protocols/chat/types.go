@@ -8,9 +8,12 @@ const (
 	// MaxMessageLen bounds a chat message text, in bytes.
 	MaxMessageLen = 4096
 	// DefaultHistoryLimit is chat.history's limit when none is given, and
-	// MaxHistoryLimit the largest accepted.
+	// MaxHistoryLimit the largest accepted. The largest legal reply (100
+	// messages of 4096 control characters, which json-rpc writes as
+	// \u00XX, 6 bytes each) is about 2.5 MB, so it fits the server's
+	// default 4 MiB send queue in every encoding; 1000 would not.
 	DefaultHistoryLimit = 100
-	MaxHistoryLimit     = 1000
+	MaxHistoryLimit     = 100
 )
 
 // PingParams are chat.ping's params: none.
