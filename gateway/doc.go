@@ -2,6 +2,19 @@
 // negotiation, the connection lifecycle, the shared RPC core, and the chat
 // service on top of a Hub.
 //
+// # Admission
+//
+// Before a request is upgraded it passes, in order: the client id syntax
+// (400), the Origin policy against cross-site WebSocket hijacking (403),
+// the token when Config.JWTSecret is set (401), negotiation (400), then
+// the caps on connections per node and per address (503), counted under
+// Server.mu with the connections being upgraded. Listener, which
+// cmd/subgate serves through, refuses with 503 at accept time beyond the
+// process's file-descriptor budget, and keeps a spare descriptor so that
+// even at EMFILE a client gets 503 instead of waiting in the backlog. A
+// token's expiry is one timer per connection: a gateway.notice, then
+// close 4001.
+//
 // # Connections: goroutines and queues
 //
 // Each connection has two goroutines, plus one per call in flight to a
