@@ -99,8 +99,9 @@
 //
 // # Lock order
 //
-// memoryHub.mu, then Conn.mu. Push.mu is a leaf. Server.mu is never held
-// with another lock. Conn.space waits on Conn.mu. No lock is held across
+// memoryHub.mu, then Conn.mu. Push.mu, Router.mu (taken only by Handle
+// and Use; calls read the router without a lock) and Listener.mu are
+// leaves. Server.mu is never held with another lock. Conn.space waits on Conn.mu. No lock is held across
 // a read or write on a socket; SetDeadline calls under Conn.mu make no
 // system call (the runtime's poller keeps deadlines).
 package gateway
