@@ -344,6 +344,17 @@ func (l *serverLog) waitReason(id string, timeout time.Duration) (string, error)
 	}
 }
 
+// reasonNow returns why the connection of client id ended, if the server
+// has logged it: a diagnostic for a client that failed.
+func (l *serverLog) reasonNow(id string) string {
+	select {
+	case r := <-l.reasonOf(id):
+		return "disconnected as " + r
+	default:
+		return "connection not ended"
+	}
+}
+
 // check fails t if the server logged an error.
 func (l *serverLog) check(t testing.TB) {
 	t.Helper()

@@ -36,18 +36,27 @@ func TestSoak(t *testing.T) {
 	start := time.Now()
 	s := newSoak(t, seed)
 	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
-	s.setup()
-	s.run(duration)
-	s.settle()
-	s.expectRoomsEmpty()
-	s.checkHistory()
-	s.checkDeliveries()
+	var phases []string
+	phase := func(name string, f func()) {
+		begin := time.Now()
+		f()
+		phases = append(phases, fmt.Sprintf("%s %v", name, time.Since(begin).Round(time.Millisecond)))
+	}
+	phase("setup", s.setup)
+	phase("run", func() { s.run(duration) })
+	phase("settle", s.settle)
+	phase("check", func() {
+		s.expectRoomsEmpty()
+		s.checkHistory()
+		s.checkDeliveries()
+	})
 	summary := s.summary()
-	s.closeAll()
+	phase("close", s.closeAll)
 	s.release()
-	s.expectNoLeaks(goroutines, fds)
+	phase("leaks", func() { s.expectNoLeaks(goroutines, fds) })
 	s.log.check(t)
-	t.Logf("soak: %s; wall time %v", summary, time.Since(start).Round(time.Millisecond))
+	t.Logf("soak: %s", summary)
+	t.Logf("soak: wall time %v (%s)", time.Since(start).Round(time.Millisecond), strings.Join(phases, ", "))
 }
 
 const (
@@ -149,7 +158,7 @@ func newSoak(t *testing.T, seed uint64) *soak {
 		// Members read promptly: a generous queue never drops them, and a
 		// staller still overflows it with a few 400 KB replies.
 		SendQueueBytes: 2 << 20,
-		WriteTimeout:   2 * time.Second,
+		WriteTimeout:   5 * time.Second,
 		CloseTimeout:   500 * time.Millisecond,
 		HistorySize:    1 << 20, // every message of the run is kept
 		// TODO(issue 6): raise the rate limit (calls per second and burst),

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -99,9 +100,9 @@ func (m *member) onPush(p client.Push) {
 func (m *member) loop() {
 	tick := time.NewTicker(m.pace)
 	defer tick.Stop()
-	for n := 0; n < 1<<16; n++ {
+	for n := 0; n < 1<<16 && m.s.ctx.Err() == nil; n++ {
 		if err := m.step(); err != nil {
-			m.s.t.Errorf("%s: %v", m.id, err)
+			m.s.t.Errorf("%s: %v (server: %s)", m.id, err, m.s.log.reasonNow(m.id))
 			return
 		}
 		select {
@@ -258,7 +259,7 @@ func (s *soak) misbehave(op soakOp, proto string, rng *rand.Rand) {
 	}[op]
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	for n := 0; n < 1<<12; n++ {
+	for n := 0; n < 1<<12 && s.ctx.Err() == nil; n++ {
 		id := fmt.Sprintf("%s-%s-%d", opNames[op], proto, n)
 		if err := episode(id, proto, rng); err != nil {
 			s.t.Errorf("%s: %v", id, err)
@@ -275,9 +276,15 @@ func (s *soak) misbehave(op soakOp, proto string, rng *rand.Rand) {
 
 // rawDial upgrades a connection for a client that writes frames itself.
 func (s *soak) rawDial(id, proto string) (net.Conn, *bufio.Reader, error) {
+	return s.rawDialWith(id, proto, ws.Dialer{})
+}
+
+// rawDialWith is rawDial with a dialer, to shape the socket.
+func (s *soak) rawDialWith(id, proto string, d ws.Dialer) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), soakCallTimeout)
 	defer cancel()
-	nc, br, hs, err := ws.Dialer{Protocols: []string{proto}}.Dial(ctx, "ws://"+s.addr+"/ws/"+id)
+	d.Protocols = []string{proto}
+	nc, br, hs, err := d.Dial(ctx, "ws://"+s.addr+"/ws/"+id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -301,12 +308,30 @@ func request(proto string, id int64, method string, params any) []byte {
 	return maskedFrame(dataOp(proto), true, b)
 }
 
+// stallDialer gives a staller a small receive buffer, fixed before the
+// connection is made (so that the window stays small): the server's
+// writer is stuck after a few KB, and the send queue overflows after a
+// handful of replies instead of after the megabytes an auto-tuned
+// loopback socket takes in.
+var stallDialer = ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	return d.DialContext(ctx, network, addr)
+}}
+
 // stall asks for far more chat.history replies of the stall room than
 // the send queue and the socket buffers hold, and reads nothing: the
 // server must drop it as a slow consumer (and, if it could still send
 // one, with the slow-consumer close code).
 func (s *soak) stall(id, proto string, _ *rand.Rand) error {
-	nc, br, err := s.rawDial(id, proto)
+	nc, br, err := s.rawDialWith(id, proto, stallDialer)
 	if err != nil {
 		return err
 	}
