@@ -12,6 +12,8 @@ if [ "$SUBGATE_INTEROP" = 1 ]; then
 fi
 go vet ./...
 go test -race -shuffle=on -count=1 ./...
+# The soak test (about a minute): hundreds of clients, some misbehaving.
+SUBGATE_SOAK=1 go test -race -run '^TestSoak$' -count=1 -timeout 5m ./gateway/
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
