@@ -160,11 +160,16 @@ func newSoak(t *testing.T, seed uint64) *soak {
 		SendQueueBytes: 2 << 20,
 		WriteTimeout:   5 * time.Second,
 		CloseTimeout:   500 * time.Millisecond,
-		HistorySize:    1 << 20, // every message of the run is kept
-		// TODO(issue 6): raise the rate limit (calls per second and burst),
-		// the per-IP connection cap and the history byte bounds here once
-		// Config has them, so that they do not interfere with the run.
-		Logger: slog.New(log),
+		// Every message of the run is kept, for the exactly-once check.
+		HistorySize:         1 << 20,
+		HistoryBytesPerRoom: 256 << 20,
+		HistoryBytes:        256 << 20,
+		// Members call about once a second; feeders as fast as they can
+		// (a high limit still runs the limiter). The connection caps keep
+		// their defaults: the run holds about 300 connections.
+		RateLimit: 1e6,
+		RateBurst: 1e6,
+		Logger:    slog.New(log),
 	})
 	s := &soak{t: t, srv: srv, addr: addr, log: log, seed: seed, sends: map[string]*sendRecord{}}
 	for i := range soakRooms {

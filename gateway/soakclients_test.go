@@ -326,32 +326,68 @@ var stallDialer = ws.Dialer{NetDial: func(ctx context.Context, network, addr str
 	return d.DialContext(ctx, network, addr)
 }}
 
-// stall asks for far more chat.history replies of the stall room than
-// the send queue and the socket buffers hold, and reads nothing: the
-// server must drop it as a slow consumer (and, if it could still send
-// one, with the slow-consumer close code).
-func (s *soak) stall(id, proto string, _ *rand.Rand) error {
+// stall reads nothing while the server has more for it than its send
+// bound and the socket buffers hold. Even episodes stall on pushes: a
+// feeder sends the staller 4000-byte direct messages until the server has
+// cut it as a slow consumer (-32002 once it is gone), which it must do
+// with the slow-consumer code if it can still send a close frame. Odd
+// episodes stall on replies: they pipeline chat.history calls, which the
+// server never cuts a client for; it stops reading from the staller, and
+// the write timeout ends the connection (io_error, no close frame).
+func (s *soak) stall(id, proto string, rng *rand.Rand) error {
 	nc, br, err := s.rawDialWith(id, proto, stallDialer)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	var reqs []byte
-	for i := range 100 {
-		reqs = append(reqs, request(proto, int64(i), chat.MethodHistory, &chat.HistoryParams{Room: soakStallRoom, Limit: soakPageLimit})...)
+	want := CloseIOError
+	if rng.IntN(2) == 0 {
+		want = CloseSlowConsumer
+		if err := s.feed(id, proto); err != nil {
+			return err
+		}
+	} else {
+		var reqs []byte
+		for i := range 100 {
+			reqs = append(reqs, request(proto, int64(i), chat.MethodHistory, &chat.HistoryParams{Room: soakStallRoom, Limit: soakPageLimit})...)
+		}
+		if _, err := nc.Write(reqs); err != nil {
+			return err
+		}
 	}
-	if _, err := nc.Write(reqs); err != nil {
-		return err
-	}
-	if err := s.expectReason(id, CloseSlowConsumer); err != nil {
+	if err := s.expectReason(id, want); err != nil {
 		return err
 	}
 	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	codes, err := readUntilEnd(br)
-	if err == nil && len(codes) > 0 && codes[0] != CloseSlowConsumer.Code() {
-		err = fmt.Errorf("closed with %d, want %d", codes[0], CloseSlowConsumer.Code())
+	if err == nil && len(codes) > 0 && (want == CloseIOError || codes[0] != CloseSlowConsumer.Code()) {
+		err = fmt.Errorf("closed with %d after %s", codes[0], want)
 	}
 	return err
+}
+
+// feed sends direct messages to a staller until the server no longer
+// knows it.
+func (s *soak) feed(to, proto string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), soakCallTimeout)
+	defer cancel()
+	feeder, err := client.Dial(ctx, "ws://"+s.addr+"/ws/feeder-"+to, client.Options{Protocol: proto})
+	if err != nil {
+		return err
+	}
+	defer feeder.Close()
+	text := strings.Repeat("f", soakFillSize)
+	for range 10000 {
+		var res chat.DirectResult
+		err := soakCall(feeder, chat.MethodDirect, &chat.DirectParams{To: to, Message: text}, &res)
+		if e, ok := errors.AsType[*codec.Error](err); ok && e.Code == chat.CodeUnknownClient {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return errors.New("10,000 direct messages and the staller was not cut")
 }
 
 // expectReason waits for the server to log the end of id's connection and
