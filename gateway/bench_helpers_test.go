@@ -2,12 +2,8 @@ package gateway
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"math"
-	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/subgate/subgate/client"
 	"github.com/subgate/subgate/codec"
@@ -40,18 +36,7 @@ func (p *countingPeer) Deliver(push *Push) bool {
 
 func startServerB(b *testing.B) (*Server, string) {
 	// Unlimited calls: a benchmark calls as fast as it can.
-	srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RateLimit: math.Inf(1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		hs.Close()
-	})
-	return srv, hs.Listener.Addr().String()
+	return startServerTB(b, Config{RateLimit: math.Inf(1)})
 }
 
 func dialB(b *testing.B, addr, id, proto string) *client.Client {

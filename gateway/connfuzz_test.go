@@ -72,6 +72,9 @@ func FuzzConnection(f *testing.F) {
 // target ends.
 func startServerTB(tb testing.TB, cfg Config) (*Server, string) {
 	tb.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -285,19 +288,10 @@ func (l *serverLog) Handle(_ context.Context, r slog.Record) error {
 		}
 		l.mu.Unlock()
 	}
-	if r.Message != "disconnected" {
+	id, reason, ok := disconnectOf(r)
+	if !ok {
 		return nil
 	}
-	var id, reason string
-	r.Attrs(func(a slog.Attr) bool {
-		switch a.Key {
-		case "client_id":
-			id = a.Value.String()
-		case "reason":
-			reason = a.Value.String()
-		}
-		return true
-	})
 	select {
 	case l.reasonOf(id) <- reason:
 	default: // a client id connected more than once: the first reason is kept

@@ -534,10 +534,22 @@ func (d disconnects) Enabled(context.Context, slog.Level) bool { return true }
 func (d disconnects) WithAttrs([]slog.Attr) slog.Handler       { return d }
 func (d disconnects) WithGroup(string) slog.Handler            { return d }
 func (d disconnects) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "disconnected" {
+	id, reason, ok := disconnectOf(r)
+	if !ok {
 		return nil
 	}
-	var id, reason string
+	select {
+	case d <- id + " " + reason:
+	default:
+	}
+	return nil
+}
+
+// disconnectOf reads the client id and reason of a "disconnected" record.
+func disconnectOf(r slog.Record) (id, reason string, ok bool) {
+	if r.Message != "disconnected" {
+		return "", "", false
+	}
 	r.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
 		case "client_id":
@@ -547,11 +559,7 @@ func (d disconnects) Handle(_ context.Context, r slog.Record) error {
 		}
 		return true
 	})
-	select {
-	case d <- id + " " + reason:
-	default:
-	}
-	return nil
+	return id, reason, true
 }
 
 // wait blocks until the connection of client id is logged as

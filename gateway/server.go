@@ -578,14 +578,7 @@ func (s *Server) encodeReply(cd codec.Codec, id codec.ID, res any, err error) []
 // shutdown. Shutdown returns when every connection has ended, or with
 // ctx's error when ctx ends first; Close then cuts what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.draining = true
-	s.stopping.Store(true)
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.stop()
 	deadline, hasDeadline := ctx.Deadline()
 	notice := NewPush(chat.PushNotice, &chat.Notice{Kind: chat.NoticeDraining, Message: "server shutting down"})
 	// Writes and closing handshakes end by nine tenths of the time left,
@@ -612,17 +605,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // sockets closed without a closing handshake. Use it after a Shutdown
 // whose context ended.
 func (s *Server) Close() {
+	for _, c := range s.stop() {
+		c.abort()
+	}
+}
+
+// stop refuses new connections from now on and returns those there are.
+func (s *Server) stop() []*Conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.draining = true
 	s.stopping.Store(true)
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.abort()
-	}
+	return conns
 }
 
 // Conns returns the number of live connections.

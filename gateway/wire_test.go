@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,24 +15,11 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// startServer runs a gateway on loopback and shuts it down with the test.
+// startServer runs a gateway on loopback, logging nowhere unless cfg says
+// where, and shuts it down with the test.
 func startServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		hs.Close()
-	})
-	return srv, hs.Listener.Addr().String()
+	return startServerTB(t, cfg)
 }
 
 // rawConn is a hand-driven client connection for wire-level tests.
