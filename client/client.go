@@ -128,6 +128,8 @@ var closeCodeNames = map[int]string{
 	1011: "internal error",
 	1012: "service restart",
 	1013: "try again later",
+	4000: "lagging", // subgate: reconnect and catch up with chat.history
+	4001: "token expired",
 }
 
 // HandshakeError is returned by Dial when the server answers the WebSocket
