@@ -140,18 +140,27 @@ func fdExhausted(err error) bool {
 // the caller then returns the error, and net/http backs off.
 func (l *Listener) shed() bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.spare == nil {
+	spare := l.spare
+	l.spare = nil
+	if spare == nil {
 		l.spare = openSpare()
+		l.mu.Unlock()
 		return false
 	}
-	_ = l.spare.Close()
+	_ = spare.Close()
 	nc, err := l.Listener.Accept()
+	l.mu.Unlock()
 	if err == nil {
+		// The answer is written without the lock: no lock is held across
+		// socket I/O. The spare comes back once nc's descriptor is free.
 		l.log.Info("refused", "remote", nc.RemoteAddr().String(), "reason", "fd_limit", "status", 503)
 		answer503(nc, shedLinger)
 	}
-	l.spare = openSpare()
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = openSpare()
+	}
+	l.mu.Unlock()
 	return err == nil
 }
 

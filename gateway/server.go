@@ -120,7 +120,26 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultConfig is the configuration the zero Config stands for, without
+// the hub and the logger (which withDefaults makes on demand). Flags take
+// their defaults from it, so that a flag and the Config cannot disagree.
+func DefaultConfig() Config { return Config{}.withSettingDefaults() }
+
 func (c Config) withDefaults() Config {
+	c = c.withSettingDefaults()
+	if c.Hub == nil {
+		c.Hub = NewMemoryHub(HubLimits{
+			HistorySize: c.HistorySize, HistoryBytesPerRoom: c.HistoryBytesPerRoom,
+			HistoryBytes: c.HistoryBytes, MaxRooms: c.MaxRooms, MaxRoomsPerClient: c.MaxRoomsPerClient,
+		})
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) withSettingDefaults() Config {
 	if c.Protocols == nil {
 		c.Protocols = protocols.All
 	}
@@ -147,15 +166,6 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.HistoryBytes, defaultHistoryBytes)
 	setDefault(&c.MaxRooms, defaultMaxRooms)
 	setDefault(&c.MaxRoomsPerClient, defaultMaxRoomsPerClient)
-	if c.Hub == nil {
-		c.Hub = NewMemoryHub(HubLimits{
-			HistorySize: c.HistorySize, HistoryBytesPerRoom: c.HistoryBytesPerRoom,
-			HistoryBytes: c.HistoryBytes, MaxRooms: c.MaxRooms, MaxRoomsPerClient: c.MaxRoomsPerClient,
-		})
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
 	return c
 }
 
@@ -207,11 +217,13 @@ type Server struct {
 	mux    *http.ServeMux
 	adm    admission
 
-	nextID   atomic.Uint64
-	mu       sync.Mutex
-	conns    map[*Conn]struct{}
-	draining bool
-	stopping atomic.Bool // draining, readable without mu: calls get -32007
+	nextID atomic.Uint64
+	mu     sync.Mutex
+	conns  map[*Conn]struct{}
+	// stopping is set, under mu, when a shutdown starts: register refuses
+	// from then on (so Shutdown's snapshot of conns is complete), and calls
+	// read without mu get -32007.
+	stopping atomic.Bool
 	wg       sync.WaitGroup
 	// left is closed, and replaced, whenever a connection is removed.
 	left chan struct{}
@@ -307,7 +319,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer s.unregister(c)
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
 	if len(offer.Names) > 0 && ok {
-		up.Protocol = func(p string) bool { return p == proto.Name && !protocols.IsBearer(p) }
+		up.Protocol = func(p string) bool { return p == proto.Name } // never a bearer.<token> entry: no protocol has that name
 	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
@@ -350,7 +362,7 @@ func (s *Server) newConn(info ConnInfo) *Conn {
 // live; it refuses while the server drains or beyond the connection caps.
 func (s *Server) register(c *Conn, live bool) *refusal {
 	s.mu.Lock()
-	if s.draining {
+	if s.stopping.Load() {
 		s.mu.Unlock()
 		return refuseDraining
 	}
@@ -614,7 +626,6 @@ func (s *Server) Close() {
 func (s *Server) stop() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.draining = true
 	s.stopping.Store(true)
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
