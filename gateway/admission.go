@@ -72,30 +72,34 @@ func newAdmission(c Config) (admission, error) {
 type refusal struct {
 	status int
 	reason string // the log's reason field
+	kind   string // the metric's reason label (refusalKinds)
 	text   string // the one-line response body
 }
 
 var (
-	refuseDraining  = &refusal{http.StatusServiceUnavailable, "draining", "server shutting down"}
-	refuseMaxConns  = &refusal{http.StatusServiceUnavailable, "max_conns", "server at its connection limit"}
-	refusePerIP     = &refusal{http.StatusServiceUnavailable, "max_conns_per_ip", "too many connections from your address"}
-	refuseOrigin    = &refusal{http.StatusForbidden, "origin", "origin not allowed"}
-	refuseNoToken   = &refusal{http.StatusUnauthorized, "no_token", "a token is required (Authorization: Bearer, ?token= or a bearer.<token> subprotocol)"}
-	refuseBadToken  = &refusal{http.StatusUnauthorized, "token_invalid", "invalid token"}
+	refuseNotGet    = &refusal{http.StatusMethodNotAllowed, "not_get", refusedBadRequest, "a WebSocket upgrade is a GET"}
+	refuseBadID     = &refusal{http.StatusBadRequest, "client_id", refusedBadRequest, "client id must be 1-64 characters of [A-Za-z0-9._-]"}
+	refuseDraining  = &refusal{http.StatusServiceUnavailable, "draining", refusedDraining, "server shutting down"}
+	refuseMaxConns  = &refusal{http.StatusServiceUnavailable, "max_conns", refusedCap, "server at its connection limit"}
+	refusePerIP     = &refusal{http.StatusServiceUnavailable, "max_conns_per_ip", refusedCap, "too many connections from your address"}
+	refuseOrigin    = &refusal{http.StatusForbidden, "origin", refusedOrigin, "origin not allowed"}
+	refuseNoToken   = &refusal{http.StatusUnauthorized, "no_token", refusedAuth, "a token is required (Authorization: Bearer, ?token= or a bearer.<token> subprotocol)"}
+	refuseBadToken  = &refusal{http.StatusUnauthorized, "token_invalid", refusedAuth, "invalid token"}
 	refuseTokenErrs = []struct {
 		err error
 		rf  *refusal
 	}{
-		{jwt.ErrTokenExpired, &refusal{http.StatusUnauthorized, "token_expired", "token expired"}},
-		{jwt.ErrTokenNotValidYet, &refusal{http.StatusUnauthorized, "token_not_valid_yet", "token not valid yet"}},
-		{jwt.ErrTokenInvalidSubject, &refusal{http.StatusUnauthorized, "token_subject", "token subject is not the client id"}},
-		{jwt.ErrTokenSignatureInvalid, &refusal{http.StatusUnauthorized, "token_signature", "token signature invalid"}},
+		{jwt.ErrTokenExpired, &refusal{http.StatusUnauthorized, "token_expired", refusedAuth, "token expired"}},
+		{jwt.ErrTokenNotValidYet, &refusal{http.StatusUnauthorized, "token_not_valid_yet", refusedAuth, "token not valid yet"}},
+		{jwt.ErrTokenInvalidSubject, &refusal{http.StatusUnauthorized, "token_subject", refusedAuth, "token subject is not the client id"}},
+		{jwt.ErrTokenSignatureInvalid, &refusal{http.StatusUnauthorized, "token_signature", refusedAuth, "token signature invalid"}},
 	}
 )
 
-// refuse answers a refused request and logs it.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, id string, rf *refusal) {
-	s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", rf.reason, "status", rf.status)
+// refuse answers a refused request, counts it and logs it (with attrs).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, id string, rf *refusal, attrs ...any) {
+	s.m.refused[rf.kind].Inc()
+	s.log.Info("refused", append([]any{"client_id", id, "remote", r.RemoteAddr, "reason", rf.reason, "status", rf.status}, attrs...)...)
 	if rf.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}

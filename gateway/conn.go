@@ -26,6 +26,7 @@ import (
 type Conn struct {
 	info ConnInfo
 	srv  *Server
+	pm   *protoMetrics // the series of the connection's protocol
 	// nc and br are set by attach, under mu, after the upgrade; the reader
 	// and writer goroutines start after that and use them without the lock.
 	nc net.Conn
@@ -220,6 +221,9 @@ func (c *Conn) dropLocked() {
 	c.drop = true
 	for _, f := range c.queue {
 		c.pending -= len(f.b)
+		if !f.op.IsControl() {
+			c.pm.pushesDropped.Inc()
+		}
 	}
 	clear(c.queue)
 	c.queue = c.queue[:0]
@@ -372,7 +376,7 @@ func (c *Conn) take() work {
 // flush writes what the writer took and, once sealed, the close frame
 // (after a lagging notice for a slow consumer).
 func (c *Conn) flush(bw *bufio.Writer, w work) error {
-	err := writeFrames(bw, w.batch, w.drop)
+	err := c.writeFrames(bw, w.batch, w.drop)
 	if err == nil && w.sealed && w.reason == CloseSlowConsumer {
 		err = c.writeLagging(bw)
 	}
@@ -394,19 +398,31 @@ func (c *Conn) writeLagging(bw *bufio.Writer) error {
 	if err != nil {
 		return nil // nothing to say; the close frame still goes
 	}
-	return writeFrames(bw, []frame{{c.dataOp(), b}}, false)
+	return c.writeFrames(bw, []frame{{c.dataOp(), b}}, false)
 }
 
-func writeFrames(bw *bufio.Writer, batch []frame, drop bool) error {
+// writeFrames buffers a batch of frames and counts the data messages
+// among them as sent (they reach the socket at the flush that follows, or
+// the connection fails).
+func (c *Conn) writeFrames(bw *bufio.Writer, batch []frame, drop bool) error {
 	if drop {
 		return nil
 	}
+	msgs, bytes := 0, 0
+	defer func() {
+		c.pm.msgsOut.Add(float64(msgs))
+		c.pm.bytesOut.Add(float64(bytes))
+	}()
 	for _, f := range batch {
 		if err := ws.WriteHeader(bw, ws.Header{Fin: true, OpCode: f.op, Length: int64(len(f.b))}); err != nil {
 			return err
 		}
 		if _, err := bw.Write(f.b); err != nil {
 			return err
+		}
+		if !f.op.IsControl() {
+			msgs++
+			bytes += len(f.b)
 		}
 	}
 	return nil
@@ -467,6 +483,15 @@ func (c *Conn) abort() {
 	if nc != nil {
 		_ = nc.Close()
 	}
+}
+
+// closeStatus is why the connection closed, the close code sent (the
+// client's own, echoed, when it closed first; 0 when no close frame could
+// be sent) and its text.
+func (c *Conn) closeStatus() (CloseReason, ws.StatusCode, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason, c.code, c.text
 }
 
 // closeSent reports whether the close frame reached the socket.
@@ -578,6 +603,8 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 			return CloseInvalidPayload, CloseInvalidPayload.Code(), "invalid UTF-8"
 		}
 		c.lastRead.Store(time.Now().UnixNano())
+		c.pm.msgsIn.Inc()
+		c.pm.bytesIn.Add(float64(len(msg)))
 		c.busy.Add(1)
 		c.srv.handleMessage(ctx, c, msg)
 		c.idle()

@@ -61,7 +61,12 @@ func (c *Conn) Deliver(p *Push) bool {
 		c.srv.log.Error("encoding push", "method", p.Method, "protocol", c.info.Protocol.Name, "err", err)
 		return false
 	}
-	return c.Send(b)
+	if !c.Send(b) {
+		c.pm.pushesDropped.Inc()
+		return false
+	}
+	c.pm.pushesSent.Inc()
+	return true
 }
 
 // Hub keeps rooms, presence and history and delivers pushes. Every method
@@ -87,6 +92,13 @@ type Hub interface {
 	// client id. Both return the number of connections it was queued to.
 	Broadcast(p *Push) int
 	Direct(client string, p *Push) int
+}
+
+// HubStats are a hub's sizes, for metrics. A hub that has them implements
+// Stats() HubStats.
+type HubStats struct {
+	Rooms        int // rooms with members or history
+	HistoryBytes int // the cost of every room's history together
 }
 
 // ErrNotMember is returned for room operations by a client not in the room.
@@ -132,6 +144,13 @@ func NewMemoryHub(lim HubLimits) Hub {
 		idle:    list.New(),
 		busy:    list.New(),
 	}
+}
+
+// Stats returns the hub's sizes.
+func (h *memoryHub) Stats() HubStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return HubStats{Rooms: len(h.rooms), HistoryBytes: h.historyBytes}
 }
 
 func (h *memoryHub) Attach(p Peer) {

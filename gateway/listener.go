@@ -67,6 +67,7 @@ type Listener struct {
 	net.Listener
 	max      int64
 	log      *slog.Logger
+	onRefuse func() // counts a refusal; nil: not counted
 	open     atomic.Int64
 	refusing atomic.Int64
 
@@ -153,7 +154,7 @@ func (l *Listener) shed() bool {
 	if err == nil {
 		// The answer is written without the lock: no lock is held across
 		// socket I/O. The spare comes back once nc's descriptor is free.
-		l.log.Info("refused", "remote", nc.RemoteAddr().String(), "reason", "fd_limit", "status", 503)
+		l.refused(nc, "fd_limit")
 		answer503(nc, shedLinger)
 	}
 	l.mu.Lock()
@@ -167,7 +168,7 @@ func (l *Listener) shed() bool {
 // refuse answers nc 503 on its own goroutine, or at once without waiting
 // for the client to close when too many refusals are lingering.
 func (l *Listener) refuse(nc net.Conn, reason string) {
-	l.log.Info("refused", "remote", nc.RemoteAddr().String(), "reason", reason, "status", 503)
+	l.refused(nc, reason)
 	if l.refusing.Add(1) > maxRefusing {
 		l.refusing.Add(-1)
 		answer503(nc, 0)
@@ -215,4 +216,11 @@ func (c *countedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return errors.ErrUnsupported
+}
+
+func (l *Listener) refused(nc net.Conn, reason string) {
+	if l.onRefuse != nil {
+		l.onRefuse()
+	}
+	l.log.Info("refused", "remote", nc.RemoteAddr().String(), "reason", reason, "status", 503)
 }

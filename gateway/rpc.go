@@ -109,6 +109,12 @@ func (r *Router) Handle(name string, h Handler, opts ...MethodOption) {
 	r.tab.Store(&routeTable{methods: methods, mw: old.mw, chain: old.chain})
 }
 
+// has reports whether name is a registered method.
+func (r *Router) has(name string) bool {
+	_, ok := r.tab.Load().methods[name]
+	return ok
+}
+
 // IsConcurrent reports whether name was declared [Concurrent].
 func (r *Router) IsConcurrent(name string) bool { return r.tab.Load().methods[name].concurrent }
 
@@ -175,37 +181,54 @@ func asRPCError(err error) *codec.Error {
 	return &codec.Error{Code: codec.CodeInternalError, Message: "Internal error"}
 }
 
-// Logging is the middleware that logs every call at debug level, and
-// failed calls at info (client errors) or error (internal errors).
+// Logging is the middleware that logs calls: each call at debug level,
+// calls refused with a client error (a bad param, an unknown method) at
+// debug too, since clients choose them, and internal errors (-32603) at
+// error level, with the stack of a panic. A call costs nothing more than
+// a level check when debug is off.
 func Logging(log *slog.Logger) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, call *Call) (any, error) {
+			if !log.Enabled(ctx, slog.LevelDebug) {
+				res, err := next(ctx, call)
+				if err != nil && asRPCError(err).Code == codec.CodeInternalError {
+					logInternal(ctx, log, call, err, -1)
+				}
+				return res, err
+			}
 			start := time.Now()
 			res, err := next(ctx, call)
-			info, _ := ConnInfoFrom(ctx)
-			attrs := []any{"client_id", info.ClientID, "conn", info.ID, "protocol", info.Protocol.Name,
-				"method", call.Method, "duration", time.Since(start)}
+			d := time.Since(start)
 			switch e := asRPCError(err); {
 			case err == nil:
-				log.LogAttrs(ctx, slog.LevelDebug, "call", argsToAttrs(attrs)...)
+				log.LogAttrs(ctx, slog.LevelDebug, "call", callAttrs(ctx, call, d)...)
 			case e.Code == codec.CodeInternalError:
-				attrs = append(attrs, "err", fmt.Sprint(err))
-				if pe, ok := errors.AsType[*PanicError](err); ok {
-					attrs = append(attrs, "stack", string(pe.Stack))
-				}
-				log.Error("call failed", attrs...)
+				logInternal(ctx, log, call, err, d)
 			default:
-				log.Info("call refused", append(attrs, "code", e.Code, "err", e.Message)...)
+				log.LogAttrs(ctx, slog.LevelDebug, "call refused", append(callAttrs(ctx, call, d),
+					slog.Int64("code", e.Code), slog.String("err", e.Message))...)
 			}
 			return res, err
 		}
 	}
 }
 
-func argsToAttrs(args []any) []slog.Attr {
-	out := make([]slog.Attr, 0, len(args)/2)
-	for i := 0; i+1 < len(args); i += 2 {
-		out = append(out, slog.Any(args[i].(string), args[i+1]))
+func callAttrs(ctx context.Context, call *Call, d time.Duration) []slog.Attr {
+	info, _ := ConnInfoFrom(ctx)
+	attrs := []slog.Attr{slog.String("client_id", info.ClientID), slog.Uint64("conn", info.ID),
+		slog.String("protocol", info.Protocol.Name), slog.String("method", call.Method)}
+	if d >= 0 {
+		attrs = append(attrs, slog.Duration("duration", d))
 	}
-	return out
+	return attrs
+}
+
+// logInternal logs a call that failed with an internal error (d < 0: not
+// timed).
+func logInternal(ctx context.Context, log *slog.Logger, call *Call, err error, d time.Duration) {
+	attrs := append(callAttrs(ctx, call, d), slog.String("err", fmt.Sprint(err)))
+	if pe, ok := errors.AsType[*PanicError](err); ok {
+		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
+	}
+	log.LogAttrs(ctx, slog.LevelError, "call failed", attrs...)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/subgate/subgate/codec"
@@ -118,6 +120,14 @@ type Config struct {
 	Hub Hub
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics is the registry the gateway's Prometheus metrics go in.
+	// Default: a registry of the server's own, with the Go runtime and
+	// process collectors.
+	Metrics *prometheus.Registry
+	// MetricsPath is where the server's handler serves the metrics.
+	// Default "/metrics"; "off" serves them nowhere (MetricsHandler still
+	// returns them, to serve on another address).
+	MetricsPath string
 }
 
 // DefaultConfig is the configuration the zero Config stands for, without
@@ -148,6 +158,9 @@ func (c Config) withSettingDefaults() Config {
 	}
 	if c.RejectMode == "" {
 		c.RejectMode = "status"
+	}
+	if c.MetricsPath == "" {
+		c.MetricsPath = "/metrics"
 	}
 	setDefault(&c.MaxConns, DefaultMaxConns())
 	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
@@ -216,6 +229,7 @@ type Server struct {
 	router *Router
 	mux    *http.ServeMux
 	adm    admission
+	m      *metrics
 
 	nextID atomic.Uint64
 	mu     sync.Mutex
@@ -254,13 +268,32 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), adm: adm, conns: map[*Conn]struct{}{}, left: make(chan struct{})}
+	if cfg.MetricsPath != "off" && !strings.HasPrefix(cfg.MetricsPath, "/") {
+		return nil, errors.New(`gateway: MetricsPath must start with "/" or be "off"`)
+	}
+	s.m = newMetrics(s, cfg.Metrics)
 	s.router.Use(Logging(s.log))
 	RegisterChat(s.router, s.hub)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /ws/{client_id}", s.serveWS)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	if cfg.MetricsPath != "off" {
+		s.mux.Handle("GET "+cfg.MetricsPath, s.m.handler())
+	}
 	return s, nil
+}
+
+// MetricsHandler serves the server's metrics in the Prometheus text
+// format, wherever the caller mounts it.
+func (s *Server) MetricsHandler() http.Handler { return s.m.handler() }
+
+// Listener wraps ln in a Listener bounded by the file-descriptor budget
+// whose refusals count in the server's metrics.
+func (s *Server) Listener(ln net.Listener) *Listener {
+	l := NewListener(ln, 0, s.log)
+	l.onRefuse = s.m.refused[refusedCap].Inc
+	return l
 }
 
 // Router returns the server's router, to add methods or middleware.
@@ -285,12 +318,12 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet { // the GET pattern also routes HEAD here
 		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "a WebSocket upgrade is a GET", http.StatusMethodNotAllowed)
+		s.refuse(w, r, "", refuseNotGet)
 		return
 	}
 	id := r.PathValue("client_id")
 	if !ValidID(id) {
-		http.Error(w, "client id must be 1-64 characters of [A-Za-z0-9._-]", http.StatusBadRequest)
+		s.refuse(w, r, "", refuseBadID)
 		return
 	}
 	offer := protocols.ParseOffer(r.Header.Values("Sec-WebSocket-Protocol")...)
@@ -301,14 +334,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	proto, refuse, ok := s.negotiate(offer)
 	if !ok && !refuse {
-		s.log.Info("negotiation failed", "client_id", id, "offer", strings.Join(offer.Names, ", "))
-		http.Error(w, "no supported subprotocol; supported: "+protocols.Names(s.cfg.Protocols), http.StatusBadRequest)
+		s.refuse(w, r, id, &refusal{http.StatusBadRequest, "no_protocol", refusedNoProtocol,
+			"no supported subprotocol; supported: " + protocols.Names(s.cfg.Protocols)}, "offer", strings.Join(offer.Names, ", "))
 		return
 	}
-	c := s.newConn(ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: r.RemoteAddr})
 	if refuse {
-		c.info.Protocol = s.cfg.Protocols[0]
+		proto = s.cfg.Protocols[0] // the connection only ever sends its close frame
 	}
+	c := s.newConn(ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: r.RemoteAddr})
 	// The connection is registered, and reachable through the hub, before
 	// the 101 goes out: a client that has its handshake can be sent to at
 	// once. Pushes meanwhile wait in its queue.
@@ -323,7 +356,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
-		s.log.Info("upgrade failed", "client_id", id, "err", err)
+		s.m.refused[refusedBadRequest].Inc()
+		s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", "upgrade", "err", err)
 		if nc != nil {
 			_ = nc.Close() // hijacked to write the refusal: nobody else closes it
 		}
@@ -331,22 +365,44 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c.attach(nc, rw.Reader)
 	if refuse {
-		s.log.Info("negotiation failed", "client_id", id, "offer", strings.Join(offer.Names, ", "), "reject_mode", "close")
+		s.m.refused[refusedNoProtocol].Inc()
+		s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", "no_protocol", "status", 101,
+			"close", int(CloseUnsupportedProtocol.Code()), "offer", strings.Join(offer.Names, ", "))
 		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
 		c.serve(r.Context())
 		return
 	}
-	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name, "remote", c.info.Remote)
-	defer s.expireAt(c, exp)()
+	s.serveConn(c, offer, exp)
+}
+
+// serveConn runs an upgraded connection and logs its open and its close.
+func (s *Server) serveConn(c *Conn, offer protocols.Offer, exp time.Time) {
+	start := time.Now()
+	pm := c.pm
+	pm.accepted.Inc()
+	pm.conns.Inc()
+	negotiated := "offer"
+	if len(offer.Names) == 0 {
+		negotiated = "default"
+	}
+	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
+		"negotiated", negotiated, "offer", strings.Join(offer.Names, ", "), "remote", c.info.Remote)
+	stopExpiry := s.expireAt(c, exp)
 	c.serve(context.WithValue(context.Background(), connKey{}, c))
-	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "reason", c.reason.String(),
-		"code", int(c.code), "close_sent", c.closeSent())
+	stopExpiry()
+	pm.conns.Dec()
+	reason, code, text := c.closeStatus()
+	s.m.closed(pm, reason)
+	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
+		"remote", c.info.Remote, "duration", time.Since(start).Round(time.Millisecond), "reason", reason.String(),
+		"code", int(code), "text", text, "close_sent", c.closeSent())
 }
 
 func (s *Server) newConn(info ConnInfo) *Conn {
 	c := &Conn{
 		info:    info,
 		srv:     s,
+		pm:      s.m.protos[info.Protocol.Name],
 		wake:    make(chan struct{}, 1),
 		written: make(chan struct{}),
 		slots:   make(chan struct{}, s.cfg.MaxConcurrentCalls),
@@ -416,6 +472,7 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 	msgs, batch, err := cd.Decode(nil, frame)
 	if err != nil {
 		if c.admit() {
+			s.m.observe(c.pm, s.m.invalid, errorCode(err), -1)
 			s.reply(c, cd, codec.NullID, nil, err)
 		}
 		return
@@ -424,7 +481,7 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 		if c.admit() {
 			s.callConcurrent(ctx, c, cd, frame)
 		} else {
-			c.sendReply(s.refusal(cd, msgs[0]))
+			c.sendReply(s.refusal(c, msgs[0]))
 		}
 		return
 	}
@@ -435,11 +492,12 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 		if budget.spent && m.Kind == codec.KindRequest {
 			// The batch's replies used up the budget: the rest are
 			// refused without running them.
-			out = s.tooLarge(cd, m, budget)
+			out = s.tooLarge(c, m, budget)
+			s.m.observe(c.pm, s.m.method(m.Method, s.router.has), chat.CodeReplyTooLarge, -1)
 		} else if out = s.serveMessage(ctx, c, cd, m); out == nil {
 			continue
 		}
-		out = budget.fit(s, cd, m, out)
+		out = budget.fit(s, c, m, out)
 		if !batch {
 			c.sendReply(out)
 			continue
@@ -460,7 +518,7 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 // it.
 func (s *Server) serveMessage(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
 	if !c.admit() {
-		return s.refusal(cd, m)
+		return s.refusal(c, m)
 	}
 	return s.call(ctx, c, cd, m)
 }
@@ -468,11 +526,12 @@ func (s *Server) serveMessage(ctx context.Context, c *Conn, cd codec.Codec, m co
 // refusal is the answer to a message over the rate limit: -32006 for a
 // call; nothing for anything else (notifications, replies and invalid
 // messages are dropped, and count towards the refusals in a row).
-func (s *Server) refusal(cd codec.Codec, m codec.Message) []byte {
+func (s *Server) refusal(c *Conn, m codec.Message) []byte {
 	if m.Kind != codec.KindRequest {
 		return nil
 	}
-	return s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeRateLimited, "slow down"))
+	s.m.observe(c.pm, s.m.method(m.Method, s.router.has), chat.CodeRateLimited, -1)
+	return s.encodeReply(c.Codec(), m.ID, nil, chat.NewError(chat.CodeRateLimited, "slow down"))
 }
 
 // replyBudget bounds the bytes of one reply frame (a single reply or a
@@ -494,18 +553,19 @@ func newReplyBudget(queue int) *replyBudget {
 	return &replyBudget{left: n, total: n}
 }
 
-func (b *replyBudget) fit(s *Server, cd codec.Codec, m codec.Message, out []byte) []byte {
+func (b *replyBudget) fit(s *Server, c *Conn, m codec.Message, out []byte) []byte {
 	if len(out) > b.left && !b.spent {
-		s.log.Info("reply too large", "method", m.Method, "bytes", len(out), "budget", b.left)
+		c.pm.repliesTooLarge.Inc()
+		s.log.Debug("reply too large", "client_id", c.info.ClientID, "conn", c.info.ID, "method", m.Method, "bytes", len(out), "budget", b.left)
 		b.spent = true
-		out = s.tooLarge(cd, m, b)
+		out = s.tooLarge(c, m, b)
 	}
 	b.left -= len(out)
 	return out
 }
 
-func (s *Server) tooLarge(cd codec.Codec, m codec.Message, b *replyBudget) []byte {
-	return s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeReplyTooLarge,
+func (s *Server) tooLarge(c *Conn, m codec.Message, b *replyBudget) []byte {
+	return s.encodeReply(c.Codec(), m.ID, nil, chat.NewError(chat.CodeReplyTooLarge,
 		"replies to one message are limited to "+strconv.Itoa(b.total)+" bytes: ask for less"))
 }
 
@@ -528,7 +588,7 @@ func (s *Server) callConcurrent(ctx context.Context, c *Conn, cd codec.Codec, fr
 			c.idle()
 		}()
 		if out := s.call(ctx, c, cd, msgs[0]); out != nil {
-			c.sendReply(newReplyBudget(s.cfg.SendQueueBytes).fit(s, cd, msgs[0], out))
+			c.sendReply(newReplyBudget(s.cfg.SendQueueBytes).fit(s, c, msgs[0], out))
 		}
 	}()
 }
@@ -538,12 +598,16 @@ func (s *Server) callConcurrent(ctx context.Context, c *Conn, cd codec.Codec, fr
 func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
 	switch m.Kind {
 	case codec.KindInvalid:
+		s.m.observe(c.pm, s.m.invalid, int64(m.Error.Code), -1)
 		return s.encodeReply(cd, codec.NullID, nil, m.Error)
 	case codec.KindRequest, codec.KindNotification:
 	default:
 		return nil // replies from a client: the server never calls, so drop them
 	}
+	start := time.Now()
+	mm := s.m.method(m.Method, s.router.has)
 	if s.stopping.Load() {
+		s.m.observe(c.pm, mm, chat.CodeShuttingDown, -1)
 		if m.Kind == codec.KindNotification {
 			return nil
 		}
@@ -554,10 +618,12 @@ func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Mess
 	if pe, ok := errors.AsType[*PanicError](err); ok && pe.inMiddleware {
 		s.log.Error("middleware panicked", "method", pe.Method, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 	}
-	if m.Kind == codec.KindNotification {
-		return nil
+	var out []byte
+	if m.Kind != codec.KindNotification {
+		out = s.encodeReply(cd, m.ID, res, err)
 	}
-	return s.encodeReply(cd, m.ID, res, err)
+	s.m.observe(c.pm, mm, errorCode(err), time.Since(start))
+	return out
 }
 
 func (s *Server) reply(c *Conn, cd codec.Codec, id codec.ID, res any, err error) {
@@ -627,6 +693,17 @@ func (s *Server) stop() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopping.Store(true)
+	return s.snapshotLocked()
+}
+
+// snapshot returns the connections registered now.
+func (s *Server) snapshot() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshotLocked()
+}
+
+func (s *Server) snapshotLocked() []*Conn {
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
