@@ -17,6 +17,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/subgate/subgate/client"
+	"github.com/subgate/subgate/internal/testutil"
 	"github.com/subgate/subgate/protocols"
 	"github.com/subgate/subgate/protocols/chat"
 )
@@ -283,7 +284,7 @@ func TestGracefulDrain(t *testing.T) {
 	c := handshake(t, addr, "/ws/alice", strp(protocols.JSONRPC))
 	c.sendJSON(`{"jsonrpc":"2.0","method":"test.blockc","params":{"key":"k"},"id":7}`)
 	<-g.entered
-	if code := httpStatus(t, "http://"+addr+"/readyz"); code != http.StatusOK {
+	if code := testutil.HTTPStatus(t, "http://"+addr+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz before the drain: %d", code)
 	}
 	done := make(chan error, 1)
@@ -291,7 +292,7 @@ func TestGracefulDrain(t *testing.T) {
 	if f := c.next(); !strings.Contains(string(f.Payload), `"kind":"draining"`) {
 		t.Fatalf("first frame %q, want the draining notice", f.Payload)
 	}
-	if code := httpStatus(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
+	if code := testutil.HTTPStatus(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz while draining: %d, want 503", code)
 	}
 	if late := handshake(t, addr, "/ws/late", strp(protocols.JSONRPC)); late.resp.StatusCode != http.StatusServiceUnavailable {
@@ -329,16 +330,6 @@ func TestShutdownNotHeldByStalledClient(t *testing.T) {
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v (a stalled client held it)", err)
 	}
-}
-
-func httpStatus(t *testing.T, url string) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // Replies a client sends are never answered, but they are charged against

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,11 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/subgate/subgate/gateway"
+	"github.com/subgate/subgate/internal/testutil"
 )
 
 // scriptTimeout bounds one client script run.
@@ -31,30 +30,12 @@ func gate(t *testing.T) {
 	}
 }
 
-// syncBuffer collects the gateway's logs from its goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startGateway serves a gateway on 127.0.0.1:0 and returns its ws:// base
 // URL. Its logs are shown if the test fails. Cleanup shuts it down and
 // checks that every client connection was closed.
 func startGateway(t *testing.T) (string, *gateway.Server) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	srv, err := gateway.New(gateway.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)

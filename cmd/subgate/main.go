@@ -21,7 +21,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "serve":
-			return runServe(args[1:], stderr)
+			return runServe(args[1:], stdout, stderr)
 		case "call":
 			return runCall(args[1:], stdout, stderr)
 		case "token":
@@ -31,5 +31,5 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 	}
-	return runServe(args, stderr)
+	return runServe(args, stdout, stderr)
 }

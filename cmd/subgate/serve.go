@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,17 +24,28 @@ import (
 // SUBGATE_* environment variable.
 type serveFlags struct {
 	addr, protos, origins, logLevel, logFormat string
+	metricsAddr, pprofAddr                     string
 	shutdownTimeout                            time.Duration
 	cfg                                        gateway.Config
 }
+
+const serveUsage = `usage: subgate serve [flags]
+
+Runs the gateway: WebSockets at /ws/{client_id}, /healthz, /readyz and
+/metrics. Every flag can also be set by the SUBGATE_* variable named after
+it (-max-conns: SUBGATE_MAX_CONNS); a flag on the command line wins.
+
+flags:
+`
 
 func envName(flagName string) string {
 	return "SUBGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
+func parseServe(args []string, stdout io.Writer) (*serveFlags, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Errors are reported by the caller in one line; -h prints the flags.
+	fs.SetOutput(io.Discard)
 	f := &serveFlags{}
 	c := &f.cfg
 	d := gateway.DefaultConfig() // every setting's default, in one place
@@ -64,6 +76,8 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for connections to close")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of -addr (\"\": on -addr)")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this address (\"\": off; keep it on loopback)")
 	// Every flag's default comes from its SUBGATE_* variable when set; the
 	// command line wins over both.
 	var bad []string
@@ -80,6 +94,11 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 		}
 	})
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, serveUsage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+		}
 		return nil, err
 	}
 	if len(bad) > 0 {
@@ -89,6 +108,9 @@ func parseServe(args []string, stderr io.Writer) (*serveFlags, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c.MaxMessageSize = int64(maxMsg)
+	if f.metricsAddr != "" {
+		c.MetricsPath = "off" // served on its own address instead
+	}
 	for _, o := range strings.Split(f.origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
@@ -119,8 +141,8 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
-func runServe(args []string, stderr io.Writer) int {
-	f, err := parseServe(args, stderr)
+func runServe(args []string, stdout, stderr io.Writer) int {
+	f, err := parseServe(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -144,6 +166,12 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "subgate:", err)
 		return 1
 	}
+	side, err := sideServers(f, srv)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "subgate:", err)
+		return 1
+	}
 	// WebSockets are hijacked out of the http.Server, so its timeouts bound
 	// only the handshake and plain HTTP requests (/healthz); IdleTimeout
 	// ends keep-alive connections that send no next request.
@@ -153,8 +181,12 @@ func runServe(args []string, stderr io.Writer) int {
 	errc := make(chan error, 1)
 	// The listener answers 503 at accept time beyond the file-descriptor
 	// budget, and at EMFILE, instead of leaving clients in the backlog.
-	go func() { errc <- hs.Serve(gateway.NewListener(ln, 0, log)) }()
+	go func() { errc <- hs.Serve(srv.Listener(ln)) }()
 	log.Info("listening", "addr", ln.Addr().String(), "protocols", protocols.Names(f.cfg.Protocols))
+	for _, s := range side {
+		log.Info("listening", "addr", s.ln.Addr().String(), "serves", s.serves)
+		go func() { errc <- s.serve() }()
+	}
 	if b := gateway.FDBudget(); b > 0 && f.cfg.MaxConns > b {
 		log.Warn("-max-conns is above the file-descriptor budget: connections beyond the budget are refused at accept time", "max_conns", f.cfg.MaxConns, "fd_budget", b)
 	}
@@ -173,6 +205,9 @@ func runServe(args []string, stderr io.Writer) int {
 	// gateway's, not its).
 	err = srv.Shutdown(sctx)
 	_ = hs.Shutdown(sctx)
+	for _, s := range side {
+		_ = s.Shutdown(sctx)
+	}
 	if err != nil {
 		log.Warn("shutdown timed out", "connections", srv.Conns())
 		srv.Close()
@@ -180,4 +215,64 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// sideServer is an HTTP server on an address of its own: /metrics with
+// -metrics-addr, /debug/pprof/ with -pprof-addr, or both on one address.
+type sideServer struct {
+	*http.Server
+	ln     net.Listener
+	serves string // for the log
+}
+
+func (s sideServer) serve() error {
+	if err := s.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// sideServers listens on -metrics-addr and -pprof-addr.
+func sideServers(f *serveFlags, srv *gateway.Server) ([]sideServer, error) {
+	muxes := map[string]*http.ServeMux{}
+	mux := func(addr string) *http.ServeMux {
+		if muxes[addr] == nil {
+			muxes[addr] = http.NewServeMux()
+		}
+		return muxes[addr]
+	}
+	if f.metricsAddr != "" {
+		mux(f.metricsAddr).Handle("GET /metrics", srv.MetricsHandler())
+	}
+	if f.pprofAddr != "" {
+		m := mux(f.pprofAddr)
+		m.HandleFunc("/debug/pprof/", pprof.Index)
+		m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	var out []sideServer
+	for addr, m := range muxes {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, s := range out {
+				s.ln.Close()
+			}
+			return nil, err
+		}
+		out = append(out, sideServer{&http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}, ln, sideServes(f, addr)})
+	}
+	return out, nil
+}
+
+func sideServes(f *serveFlags, addr string) string {
+	var what []string
+	if addr == f.metricsAddr {
+		what = append(what, "/metrics")
+	}
+	if addr == f.pprofAddr {
+		what = append(what, "/debug/pprof/")
+	}
+	return strings.Join(what, ", ")
 }

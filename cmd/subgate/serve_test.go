@@ -21,6 +21,7 @@ import (
 
 	"github.com/subgate/subgate/client"
 	"github.com/subgate/subgate/gateway"
+	"github.com/subgate/subgate/internal/testutil"
 	"github.com/subgate/subgate/protocols/chat"
 )
 
@@ -214,7 +215,7 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		{"-max-conns-per-ip", "-1"},
 	} {
 		var stderr strings.Builder
-		if code := runServe(args, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.HasPrefix(stderr.String(), "subgate: ") {
+		if code := runServe(args, io.Discard, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.HasPrefix(stderr.String(), "subgate: ") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
 		}
 	}
@@ -246,4 +247,73 @@ func TestServeAdmissionFlags(t *testing.T) {
 	if _, err := parseServe([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) || strings.Contains(help.String(), "env-secret") || !strings.Contains(help.String(), "(default 50)") {
 		t.Fatalf("help (%v):\n%s", err, help.String())
 	}
+}
+
+// A bad flag, a bad value or a stray argument is one line on stderr and
+// exit status 2; -h prints every flag with its variable on stdout.
+func TestServeUsage(t *testing.T) {
+	for _, args := range [][]string{{"-rate", "abc"}, {"-no-such-flag"}, {"stray"}, {"-log-level", "loud"}, {"-log-format", "xml"}} {
+		var stdout, stderr strings.Builder
+		if code := runServe(args, &stdout, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 || stdout.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr strings.Builder
+	if code := runServe([]string{"-h"}, &stdout, &stderr); code != 0 || stderr.Len() != 0 {
+		t.Fatalf("-h: exit %d, stderr %q", code, stderr.String())
+	}
+	for _, name := range []string{"addr", "metrics-addr", "pprof-addr", "max-conns", "jwt-secret", "log-format"} {
+		if !strings.Contains(stdout.String(), "  -"+name+" ") || !strings.Contains(stdout.String(), envName(name)) {
+			t.Errorf("-h does not list -%s with %s", name, envName(name))
+		}
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on (the port may be
+// taken again before it is used; tests that use it fail loudly if so).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// /metrics is on the gateway's address unless -metrics-addr moves it;
+// pprof is off unless -pprof-addr turns it on.
+func TestServeMetricsAndPprofAddrs(t *testing.T) {
+	_, addr := startServe(t, nil)
+	if got := httpGet(t, "http://"+addr+"/metrics"); !strings.Contains(got, "subgate_connections{protocol=\"msgpack\"} 0") {
+		t.Fatalf("/metrics on -addr:\n%.400s", got)
+	}
+	if code := testutil.HTTPStatus(t, "http://"+addr+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("pprof without -pprof-addr: %d", code)
+	}
+	maddr, paddr := freeAddr(t), freeAddr(t)
+	_, addr = startServe(t, nil, "-metrics-addr", maddr, "-pprof-addr", paddr)
+	if code := testutil.HTTPStatus(t, "http://"+addr+"/metrics"); code != http.StatusNotFound {
+		t.Fatalf("/metrics still on -addr: %d", code)
+	}
+	if got := httpGet(t, "http://"+maddr+"/metrics"); !strings.Contains(got, "subgate_handshakes_refused_total") {
+		t.Fatalf("/metrics on -metrics-addr:\n%.400s", got)
+	}
+	if code := testutil.HTTPStatus(t, "http://"+paddr+"/debug/pprof/"); code != http.StatusOK {
+		t.Fatalf("pprof on -pprof-addr: %d", code)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }
