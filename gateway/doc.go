@@ -97,11 +97,34 @@
 // process. An index of each client id's rooms makes a disconnect cost
 // O(rooms of that client), whatever the number of rooms in the node.
 //
+// # Metrics and logs
+//
+// Each Server has its own Prometheus registry (Config.Metrics to share
+// one), served at Config.MetricsPath or through MetricsHandler. Every
+// series a message or a call touches is resolved ahead: a connection
+// holds its protocol's series (protoMetrics), and a method's series are
+// made on its first call and published copy-on-write, so counting on the
+// hot path is an atomic add, never a label lookup or an allocation. The
+// method label is a registered method's name, "unknown" or "invalid",
+// never a name a client chose. Gauges that would need a running total on
+// the hot path (queued bytes, rooms, history bytes) are read at scrape
+// time instead. The reader counts messages in and calls; the writer
+// counts messages out; the hub's delivery counts pushes; serveConn
+// counts connections and closes.
+//
+// Logs: one line per connection opened (with the negotiation's outcome)
+// and closed (duration, reason, the close code and text as sent), and one
+// per refused handshake. Calls are logged only at debug level, and the
+// Logging middleware builds nothing unless debug is enabled; internal
+// errors (-32603) are logged at error level with a panic's stack.
+//
 // # Lock order
 //
 // memoryHub.mu, then Conn.mu. Push.mu, Router.mu (taken only by Handle
-// and Use; calls read the router without a lock) and Listener.mu are
-// leaves. Server.mu is never held with another lock. Conn.space waits on Conn.mu. No lock is held across
+// and Use; calls read the router without a lock), metrics.mu (taken when
+// a method or an error code gets its first series) and Listener.mu are
+// leaves. A scrape takes Server.mu to copy the connections, releases it,
+// then takes each Conn.mu in turn. Server.mu is never held with another lock. Conn.space waits on Conn.mu. No lock is held across
 // a read or write on a socket; SetDeadline calls under Conn.mu make no
 // system call (the runtime's poller keeps deadlines).
 package gateway

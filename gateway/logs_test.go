@@ -35,7 +35,7 @@ func TestConnectionLogLines(t *testing.T) {
 	}
 	for i, want := range []string{
 		`msg=connected client_id=logged conn=\d+ protocol=msgpack negotiated=offer offer=msgpack remote=127\.0\.0\.1:\d+$`,
-		`msg=disconnected client_id=logged conn=\d+ protocol=msgpack remote=127\.0\.0\.1:\d+ duration=[0-9.]+(ms|s) reason=peer code=1000 text="" close_sent=true$`,
+		`msg=disconnected client_id=logged conn=\d+ protocol=msgpack remote=127\.0\.0\.1:\d+ duration_s=[0-9.]+ reason=peer code=1000 text="" close_sent=true$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(lines[i]) {
 			t.Errorf("line %d:\n%s\nwant it to match\n%s", i, lines[i], want)

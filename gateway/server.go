@@ -394,7 +394,7 @@ func (s *Server) serveConn(c *Conn, offer protocols.Offer, exp time.Time) {
 	reason, code, text := c.closeStatus()
 	s.m.closed(pm, reason)
 	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
-		"remote", c.info.Remote, "duration", time.Since(start).Round(time.Millisecond), "reason", reason.String(),
+		"remote", c.info.Remote, "duration_s", float64(time.Since(start).Milliseconds())/1000, "reason", reason.String(),
 		"code", int(code), "text", text, "close_sent", c.closeSent())
 }
 
