@@ -78,11 +78,47 @@ type Conn struct {
 	refused int
 
 	cancel context.CancelFunc // cancels the calls' context; set by serve
+
+	// Reader goroutine only, reused for every message: the decoded
+	// messages and the Call handed to the router.
+	msgs []codec.Message
+	call Call
 }
 
 type frame struct {
 	op ws.OpCode
 	b  []byte
+	pb *[]byte // the recycled buffer b came from, if any
+}
+
+// reply is an encoded reply in a buffer from replyPool. Replies are
+// recycled once written: a call's reply costs no allocation. (Pushes are
+// shared by every recipient and are not recycled.)
+type reply struct {
+	b  []byte
+	pb *[]byte
+}
+
+// maxRecycled is the largest reply buffer kept for reuse.
+const maxRecycled = 16 << 10
+
+var replyPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
+
+func newReply() reply {
+	pb := replyPool.Get().(*[]byte)
+	return reply{b: (*pb)[:0], pb: pb}
+}
+
+// recycle returns the reply's buffer to the pool; the reply is not used
+// after.
+func (r reply) recycle() {
+	if r.pb != nil && cap(r.b) <= maxRecycled {
+		*r.pb = r.b[:0]
+		replyPool.Put(r.pb)
+	}
 }
 
 // ConnInfo is the identity of a connection, carried by every call's context.
@@ -121,7 +157,7 @@ func (c *Conn) Codec() codec.Codec { return c.info.Protocol.Codec }
 // Send queues one encoded push-like message. It never blocks: when the
 // bytes not yet written would exceed the bound, the connection is closed
 // as a slow consumer and Send reports false.
-func (c *Conn) Send(msg []byte) bool { return c.enqueue(frame{c.dataOp(), msg}) }
+func (c *Conn) Send(msg []byte) bool { return c.enqueue(frame{op: c.dataOp(), b: msg}) }
 
 func (c *Conn) dataOp() ws.OpCode {
 	if c.info.Protocol.Binary {
@@ -168,16 +204,16 @@ func (c *Conn) wakeWriter() {
 // which the write deadline bounds). A reply larger than the whole bound is
 // the caller's to refuse (replyLimit); one that finds the queue empty is
 // always taken.
-func (c *Conn) sendReply(msg []byte) bool {
+func (c *Conn) sendReply(r reply) bool {
 	c.mu.Lock()
-	for !c.sealed && !c.drop && c.pending > 0 && c.pending+len(msg) > c.srv.cfg.SendQueueBytes {
+	for !c.sealed && !c.drop && c.pending > 0 && c.pending+len(r.b) > c.srv.cfg.SendQueueBytes {
 		c.space.Wait()
 	}
 	if c.sealed || c.drop {
 		c.mu.Unlock()
 		return false
 	}
-	c.pushLocked(frame{c.dataOp(), msg})
+	c.pushLocked(frame{c.dataOp(), r.b, r.pb})
 	c.mu.Unlock()
 	c.wakeWriter()
 	return true
@@ -323,6 +359,11 @@ func (c *Conn) writeLoop() {
 		}
 		w := c.take()
 		err := c.flush(bw, w)
+		for _, f := range w.batch {
+			if f.pb != nil {
+				reply{f.b, f.pb}.recycle()
+			}
+		}
 		c.mu.Lock()
 		c.pending -= w.bytes
 		clear(w.batch)
@@ -398,7 +439,7 @@ func (c *Conn) writeLagging(bw *bufio.Writer) error {
 	if err != nil {
 		return nil // nothing to say; the close frame still goes
 	}
-	return c.writeFrames(bw, []frame{{c.dataOp(), b}}, false)
+	return c.writeFrames(bw, []frame{{op: c.dataOp(), b: b}}, false)
 }
 
 // writeFrames buffers a batch of frames and counts the data messages
@@ -414,9 +455,7 @@ func (c *Conn) writeFrames(bw *bufio.Writer, batch []frame, drop bool) error {
 		c.pm.bytesOut.Add(float64(bytes))
 	}()
 	for _, f := range batch {
-		if err := ws.WriteHeader(bw, ws.Header{Fin: true, OpCode: f.op, Length: int64(len(f.b))}); err != nil {
-			return err
-		}
+		writeHeader(bw, f.op, len(f.b))
 		if _, err := bw.Write(f.b); err != nil {
 			return err
 		}
@@ -428,6 +467,27 @@ func (c *Conn) writeFrames(bw *bufio.Writer, batch []frame, drop bool) error {
 	return nil
 }
 
+// writeHeader buffers the header of an unmasked final frame (RFC 6455
+// §5.2). ws.WriteHeader would do, but it allocates its scratch buffer on
+// every call; a bufio.Writer keeps the first error, which the payload's
+// Write returns.
+func writeHeader(bw *bufio.Writer, op ws.OpCode, n int) {
+	_ = bw.WriteByte(0x80 | byte(op))
+	switch {
+	case n < 126:
+		_ = bw.WriteByte(byte(n))
+	case n <= 0xffff:
+		_ = bw.WriteByte(126)
+		_ = bw.WriteByte(byte(n >> 8))
+		_ = bw.WriteByte(byte(n))
+	default:
+		_ = bw.WriteByte(127)
+		for shift := 56; shift >= 0; shift -= 8 {
+			_ = bw.WriteByte(byte(uint64(n) >> shift))
+		}
+	}
+}
+
 func writeClose(bw *bufio.Writer, code ws.StatusCode, text string) error {
 	if code == 0 {
 		return nil // the socket failed: no close frame
@@ -436,9 +496,7 @@ func writeClose(bw *bufio.Writer, code ws.StatusCode, text string) error {
 		text = text[:123]
 	}
 	body := ws.NewCloseFrameBody(code, text)
-	if err := ws.WriteHeader(bw, ws.Header{Fin: true, OpCode: ws.OpClose, Length: int64(len(body))}); err != nil {
-		return err
-	}
+	writeHeader(bw, ws.OpClose, len(body))
 	_, err := bw.Write(body)
 	return err
 }
@@ -483,6 +541,18 @@ func (c *Conn) abort() {
 	if nc != nil {
 		_ = nc.Close()
 	}
+}
+
+// keepScratch keeps the reader's message slice for the next message,
+// unless a large batch grew it, and drops what pointed into the frame so
+// that a large frame's buffer can be freed.
+func (c *Conn) keepScratch(msgs []codec.Message) {
+	clear(msgs)
+	c.msgs = msgs[:0]
+	if cap(msgs) > 4 {
+		c.msgs = nil
+	}
+	c.call = Call{}
 }
 
 // closeStatus is why the connection closed, the close code sent (the
@@ -671,7 +741,7 @@ func validCloseCode(code ws.StatusCode) bool {
 func (c *Conn) control(op ws.OpCode, p []byte) (bool, CloseReason, ws.StatusCode, string) {
 	switch op {
 	case ws.OpPing:
-		c.enqueue(frame{ws.OpPong, append([]byte(nil), p...)})
+		c.enqueue(frame{op: ws.OpPong, b: append([]byte(nil), p...)})
 	case ws.OpClose:
 		if len(p) == 1 {
 			return true, CloseProtocolError, CloseProtocolError.Code(), "close payload of 1 byte"

@@ -15,7 +15,9 @@ import (
 	"github.com/subgate/subgate/codec"
 )
 
-// Call is one request or notification on its way to a method.
+// Call is one request or notification on its way to a method. It is
+// valid until the handler returns: the connection reuses it for its next
+// call, so a handler or middleware that needs a field later copies it.
 type Call struct {
 	Method string
 	// Params are the raw params in the connection's encoding; Bind decodes

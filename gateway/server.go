@@ -469,7 +469,8 @@ func (s *Server) negotiate(offer protocols.Offer) (p protocols.Protocol, refuse,
 // against the rate limit, batch elements one by one.
 func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 	cd := c.Codec()
-	msgs, batch, err := cd.Decode(nil, frame)
+	msgs, batch, err := cd.Decode(c.msgs[:0], frame)
+	defer c.keepScratch(msgs)
 	if err != nil {
 		if c.admit() {
 			s.m.observe(c.pm, s.m.invalid, errorCode(err), -1)
@@ -486,15 +487,15 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 		return
 	}
 	budget := newReplyBudget(s.cfg.SendQueueBytes)
-	var items [][]byte
+	var items []reply
 	for _, m := range msgs {
-		var out []byte
+		var out reply
 		if budget.spent && m.Kind == codec.KindRequest {
 			// The batch's replies used up the budget: the rest are
 			// refused without running them.
 			out = s.tooLarge(c, m, budget)
 			s.m.observe(c.pm, s.m.method(m.Method, s.router.has), chat.CodeReplyTooLarge, -1)
-		} else if out = s.serveMessage(ctx, c, cd, m); out == nil {
+		} else if out = s.serveMessage(ctx, c, cd, m); out.b == nil {
 			continue
 		}
 		out = budget.fit(s, c, m, out)
@@ -505,30 +506,45 @@ func (s *Server) handleMessage(ctx context.Context, c *Conn, frame []byte) {
 		items = append(items, out)
 	}
 	if len(items) > 0 {
-		out, err := cd.AppendBatch(nil, items)
-		if err != nil {
-			s.log.Error("encoding batch reply", "err", err)
-			return
-		}
-		c.sendReply(out)
+		c.sendReply(s.batchReply(cd, items))
 	}
+}
+
+// batchReply joins a batch's replies into one, and recycles their
+// buffers.
+func (s *Server) batchReply(cd codec.Codec, items []reply) reply {
+	parts := make([][]byte, len(items))
+	for i, it := range items {
+		parts[i] = it.b
+	}
+	out := newReply()
+	b, err := cd.AppendBatch(out.b, parts)
+	for _, it := range items {
+		it.recycle()
+	}
+	if err != nil {
+		s.log.Error("encoding batch reply", "err", err)
+		return reply{}
+	}
+	out.b = b
+	return out
 }
 
 // serveMessage answers one decoded message unless the rate limit refuses
 // it.
-func (s *Server) serveMessage(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
+func (s *Server) serveMessage(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) reply {
 	if !c.admit() {
 		return s.refusal(c, m)
 	}
-	return s.call(ctx, c, cd, m)
+	return s.call(ctx, c, cd, m, &c.call)
 }
 
 // refusal is the answer to a message over the rate limit: -32006 for a
 // call; nothing for anything else (notifications, replies and invalid
 // messages are dropped, and count towards the refusals in a row).
-func (s *Server) refusal(c *Conn, m codec.Message) []byte {
+func (s *Server) refusal(c *Conn, m codec.Message) reply {
 	if m.Kind != codec.KindRequest {
-		return nil
+		return reply{}
 	}
 	s.m.observe(c.pm, s.m.method(m.Method, s.router.has), chat.CodeRateLimited, -1)
 	return s.encodeReply(c.Codec(), m.ID, nil, chat.NewError(chat.CodeRateLimited, "slow down"))
@@ -553,18 +569,19 @@ func newReplyBudget(queue int) *replyBudget {
 	return &replyBudget{left: n, total: n}
 }
 
-func (b *replyBudget) fit(s *Server, c *Conn, m codec.Message, out []byte) []byte {
-	if len(out) > b.left && !b.spent {
+func (b *replyBudget) fit(s *Server, c *Conn, m codec.Message, out reply) reply {
+	if len(out.b) > b.left && !b.spent {
 		c.pm.repliesTooLarge.Inc()
-		s.log.Debug("reply too large", "client_id", c.info.ClientID, "conn", c.info.ID, "method", m.Method, "bytes", len(out), "budget", b.left)
+		s.log.Debug("reply too large", "client_id", c.info.ClientID, "conn", c.info.ID, "method", m.Method, "bytes", len(out.b), "budget", b.left)
 		b.spent = true
+		out.recycle()
 		out = s.tooLarge(c, m, b)
 	}
-	b.left -= len(out)
+	b.left -= len(out.b)
 	return out
 }
 
-func (s *Server) tooLarge(c *Conn, m codec.Message, b *replyBudget) []byte {
+func (s *Server) tooLarge(c *Conn, m codec.Message, b *replyBudget) reply {
 	return s.encodeReply(c.Codec(), m.ID, nil, chat.NewError(chat.CodeReplyTooLarge,
 		"replies to one message are limited to "+strconv.Itoa(b.total)+" bytes: ask for less"))
 }
@@ -587,38 +604,41 @@ func (s *Server) callConcurrent(ctx context.Context, c *Conn, cd codec.Codec, fr
 			c.calls.Done()
 			c.idle()
 		}()
-		if out := s.call(ctx, c, cd, msgs[0]); out != nil {
+		if out := s.call(ctx, c, cd, msgs[0], new(Call)); out.b != nil {
 			c.sendReply(newReplyBudget(s.cfg.SendQueueBytes).fit(s, c, msgs[0], out))
 		}
 	}()
 }
 
-// call runs one message and returns the encoded reply, or nil for none.
+// call runs one message and returns the encoded reply, or none.
 // While the server drains, calls are refused with -32007.
-func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message) []byte {
+//
+// call is where the Call is built: the reader passes its own, reused for
+// every message (a handler keeps no *Call after it returns).
+func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Message, call *Call) reply {
 	switch m.Kind {
 	case codec.KindInvalid:
 		s.m.observe(c.pm, s.m.invalid, int64(m.Error.Code), -1)
 		return s.encodeReply(cd, codec.NullID, nil, m.Error)
 	case codec.KindRequest, codec.KindNotification:
 	default:
-		return nil // replies from a client: the server never calls, so drop them
+		return reply{} // replies from a client: the server never calls, so drop them
 	}
 	start := time.Now()
 	mm := s.m.method(m.Method, s.router.has)
 	if s.stopping.Load() {
 		s.m.observe(c.pm, mm, chat.CodeShuttingDown, -1)
 		if m.Kind == codec.KindNotification {
-			return nil
+			return reply{}
 		}
 		return s.encodeReply(cd, m.ID, nil, chat.NewError(chat.CodeShuttingDown, "reconnect elsewhere"))
 	}
-	call := &Call{Method: m.Method, Params: m.Body, Codec: cd, Notification: m.Kind == codec.KindNotification}
+	*call = Call{Method: m.Method, Params: m.Body, Codec: cd, Notification: m.Kind == codec.KindNotification}
 	res, err := s.router.Serve(ctx, call)
 	if pe, ok := errors.AsType[*PanicError](err); ok && pe.inMiddleware {
 		s.log.Error("middleware panicked", "method", pe.Method, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 	}
-	var out []byte
+	var out reply
 	if m.Kind != codec.KindNotification {
 		out = s.encodeReply(cd, m.ID, res, err)
 	}
@@ -627,24 +647,30 @@ func (s *Server) call(ctx context.Context, c *Conn, cd codec.Codec, m codec.Mess
 }
 
 func (s *Server) reply(c *Conn, cd codec.Codec, id codec.ID, res any, err error) {
-	if out := s.encodeReply(cd, id, res, err); out != nil {
+	if out := s.encodeReply(cd, id, res, err); out.b != nil {
 		c.sendReply(out)
 	}
 }
 
-func (s *Server) encodeReply(cd codec.Codec, id codec.ID, res any, err error) []byte {
-	var out []byte
+// encodeReply encodes a reply into a recycled buffer.
+func (s *Server) encodeReply(cd codec.Codec, id codec.ID, res any, err error) reply {
+	out := newReply()
 	if err == nil {
-		if out, err = codec.AppendResult(cd, nil, id, res); err == nil {
+		b, err2 := codec.AppendResult(cd, out.b, id, res)
+		if err2 == nil {
+			out.b = b
 			return out
 		}
+		err = err2
 		s.log.Error("encoding result", "err", err)
 	}
-	out, err = codec.AppendError(cd, nil, id, asRPCError(err))
+	b, err := codec.AppendError(cd, out.b[:0], id, asRPCError(err))
 	if err != nil {
 		s.log.Error("encoding error reply", "err", err)
-		return nil
+		out.recycle()
+		return reply{}
 	}
+	out.b = b
 	return out
 }
 

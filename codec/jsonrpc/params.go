@@ -25,6 +25,9 @@ func (c *jsonCodec) Unmarshal(body []byte, v any) error {
 			if err := checkKeys(body, fields); err != nil {
 				return err
 			}
+			if emptyObject(body) {
+				return nil // nothing to set: skip encoding/json (a ping's {})
+			}
 		case '[':
 			return unmarshalPositional(body, v, fields)
 		}
@@ -120,4 +123,10 @@ func unmarshalPositional(body []byte, v any, fl *fieldList) error {
 		i++
 	})
 	return bad
+}
+
+// emptyObject reports whether body, a valid JSON object, has no members.
+func emptyObject(body []byte) bool {
+	i := skipSpace(body, skipSpace(body, 0)+1)
+	return i < len(body) && body[i] == '}'
 }
