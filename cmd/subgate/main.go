@@ -1,6 +1,7 @@
 // Command subgate is the gateway binary: `subgate serve` (the default) runs
 // the server, `subgate call` is a command-line client, `subgate token`
-// signs a token for a client id.
+// signs a token for a client id, `subgate healthcheck` asks a running
+// server's /healthz (the container's HEALTHCHECK).
 package main
 
 import (
@@ -13,6 +14,7 @@ const usage = `usage:
   subgate [serve] [flags]   run the gateway (subgate serve -h for flags)
   subgate call [flags] METHOD [PARAMS_JSON]...   call methods (subgate call -h)
   subgate token -sub CLIENT_ID [-ttl 1h]   print a token signed with $SUBGATE_JWT_SECRET (subgate token -h)
+  subgate healthcheck [-addr HOST:PORT]   exit 0 if the server at $SUBGATE_ADDR answers /healthz (subgate healthcheck -h)
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -26,6 +28,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runCall(args[1:], stdout, stderr)
 		case "token":
 			return runToken(args[1:], stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(args[1:], stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0

@@ -50,7 +50,7 @@ func parseServe(args []string, stdout io.Writer) (*serveFlags, error) {
 	c := &f.cfg
 	d := gateway.DefaultConfig() // every setting's default, in one place
 	var maxMsg int
-	fs.StringVar(&f.addr, "addr", ":8080", "listen address")
+	fs.StringVar(&f.addr, "addr", defaultAddr, "listen address")
 	fs.StringVar(&f.protos, "protocols", protocols.Names(d.Protocols), "enabled subprotocols, comma separated")
 	fs.StringVar(&c.DefaultProtocol, "default-protocol", d.DefaultProtocol, `protocol for clients that offer none ("none" refuses them with 400)`)
 	fs.StringVar(&c.RejectMode, "reject-mode", d.RejectMode, `refusal when nothing offered is supported: "status" (HTTP 400) or "close" (101, then close 1002)`)
