@@ -31,6 +31,10 @@ type Conn struct {
 	// and writer goroutines start after that and use them without the lock.
 	nc net.Conn
 	br *bufio.Reader
+	// bw buffers writes to nc. It belongs to whoever set writing: the
+	// writer goroutine while it flushes, or a goroutine writing its own
+	// reply directly (sendReply).
+	bw *bufio.Writer
 
 	mu sync.Mutex
 	// queue holds frames the writer has not taken yet. pending counts the
@@ -50,10 +54,15 @@ type Conn struct {
 	writeBy time.Time // the writer's current deadline
 	limitBy time.Time // no write deadline later than this (shutdown); zero: none
 	sent    bool      // the close frame was written to the socket
+	writing bool      // someone owns the socket's write side (and bw)
 	wake    chan struct{}
 	written chan struct{} // closed when the writer has finished
 
 	lastRead atomic.Int64 // unix nanos of the last frame read
+	// moreInput is set by the reader while the message it handles was
+	// followed by more input already received: replies then go through
+	// the queue, so that the writer sends a burst's replies in one write.
+	moreInput atomic.Bool
 
 	// Concurrent calls in flight: slots bounds them (the reader blocks on a
 	// full slots, which is back-pressure on the client); calls is waited
@@ -213,10 +222,55 @@ func (c *Conn) sendReply(r reply) bool {
 		c.mu.Unlock()
 		return false
 	}
+	if !c.writing && len(c.queue) == 0 && c.bw != nil && !c.moreInput.Load() {
+		c.writeDirect(r) // unlocks
+		return true
+	}
 	c.pushLocked(frame{c.dataOp(), r.b, r.pb})
 	c.mu.Unlock()
 	c.wakeWriter()
 	return true
+}
+
+// writeDirect writes a reply on the caller's goroutine when nothing is
+// queued and the writer is idle, which saves waking the writer for every
+// call (a goroutine hand-off per reply). It takes the write side as the
+// writer does, so the reply's bytes count in pending, the write deadline
+// bounds it, and a push queued meanwhile waits for it; then it wakes the
+// writer if anything was queued. Lock should be held; it is released.
+func (c *Conn) writeDirect(r reply) {
+	f := frame{c.dataOp(), r.b, r.pb}
+	c.writing = true
+	c.pending += len(f.b)
+	c.armWriteLocked(c.srv.cfg.WriteTimeout)
+	c.mu.Unlock()
+	err := c.writeFrames(c.bw, []frame{f}, false)
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	r.recycle()
+	c.mu.Lock()
+	c.pending -= len(f.b)
+	c.writing = false
+	c.space.Broadcast()
+	wake := len(c.queue) > 0 || c.sealed || c.drop
+	c.mu.Unlock()
+	if err != nil {
+		c.failWrite()
+	}
+	if wake || err != nil {
+		c.wakeWriter()
+	}
+}
+
+// failWrite ends a connection whose socket failed a write: nothing more
+// can be written, so new frames are refused and the socket is closed.
+func (c *Conn) failWrite() {
+	c.closeWith(CloseIOError, "")
+	c.mu.Lock()
+	c.dropLocked()
+	c.mu.Unlock()
+	_ = c.nc.Close()
 }
 
 // closeWith starts closing: the reader stops reading and is unblocked;
@@ -270,11 +324,20 @@ func (c *Conn) dropLocked() {
 // that is sooner. Before the upgrade there is no socket: the writer arms
 // its own deadline. Lock should be held (no syscall: the runtime poller
 // keeps deadlines).
+//
+// A deadline still at least seven eighths of d away is kept: it bounds
+// this write too, within an eighth, and re-arming it on every write costs
+// a timer update each time.
 func (c *Conn) armWriteLocked(d time.Duration) {
-	c.writeBy = time.Now().Add(d)
-	if !c.limitBy.IsZero() && c.limitBy.Before(c.writeBy) {
-		c.writeBy = c.limitBy
+	now := time.Now()
+	by := now.Add(d)
+	if !c.limitBy.IsZero() && c.limitBy.Before(by) {
+		by = c.limitBy
 	}
+	if !c.writeBy.After(by) && c.writeBy.Sub(now) >= d-d/8 && c.limitBy.IsZero() {
+		return
+	}
+	c.writeBy = by
 	if c.nc != nil {
 		_ = c.nc.SetWriteDeadline(c.writeBy)
 	}
@@ -345,7 +408,7 @@ func (c *Conn) isClosing() bool {
 // bound and the next push finds the connection over it.
 func (c *Conn) writeLoop() {
 	defer close(c.written)
-	bw := bufio.NewWriterSize(c.nc, 4096)
+	bw := c.bw
 	ping := time.NewTicker(c.srv.cfg.PingInterval)
 	defer ping.Stop()
 	for {
@@ -357,7 +420,10 @@ func (c *Conn) writeLoop() {
 			}
 			continue
 		}
-		w := c.take()
+		w, ok := c.take()
+		if !ok {
+			continue // a reply is being written directly; its writer wakes us
+		}
 		err := c.flush(bw, w)
 		for _, f := range w.batch {
 			if f.pb != nil {
@@ -369,15 +435,12 @@ func (c *Conn) writeLoop() {
 		clear(w.batch)
 		c.spare = w.batch[:0]
 		c.sent = err == nil && w.sealed && w.code != 0
+		c.writing = false
 		c.space.Broadcast()
 		c.mu.Unlock()
 		if err != nil || w.sealed {
 			if err != nil {
-				c.closeWith(CloseIOError, "")
-				c.mu.Lock()
-				c.dropLocked() // nothing more can be written: refuse new frames
-				c.mu.Unlock()
-				_ = c.nc.Close()
+				c.failWrite()
 			} else if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 				_ = tc.CloseWrite()
 			}
@@ -397,11 +460,16 @@ type work struct {
 	text   string
 }
 
-// take hands the queue to the writer and arms its write deadline.
-func (c *Conn) take() work {
+// take hands the queue to the writer and arms its write deadline; ok is
+// false while a reply is being written directly.
+func (c *Conn) take() (w work, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	w := work{batch: c.queue, sealed: c.sealed, drop: c.drop, reason: c.reason, code: c.code, text: c.text}
+	if c.writing {
+		return w, false
+	}
+	c.writing = true
+	w = work{batch: c.queue, sealed: c.sealed, drop: c.drop, reason: c.reason, code: c.code, text: c.text}
 	for _, f := range w.batch {
 		w.bytes += len(f.b)
 	}
@@ -411,7 +479,7 @@ func (c *Conn) take() work {
 		timeout = c.srv.cfg.CloseTimeout
 	}
 	c.armWriteLocked(timeout)
-	return w
+	return w, true
 }
 
 // flush writes what the writer took and, once sealed, the close frame
@@ -510,6 +578,7 @@ func (c *Conn) serve(ctx context.Context) {
 	defer cancel()
 	c.mu.Lock()
 	c.cancel = cancel
+	c.bw = bufio.NewWriterSize(c.nc, 4096)
 	c.mu.Unlock()
 	go c.writeLoop()
 	r, code, text := c.readSafely(ctx)
@@ -620,11 +689,18 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 		ctrl   [125]byte
 	)
 	max := c.srv.cfg.MaxMessageSize
+	idle := c.srv.cfg.IdleTimeout
+	var readBy time.Time
 	for {
 		// Deadline first, then the check: closeCode sets closing before it
 		// moves the deadline to now, so either this sees closing or the
-		// read below is unblocked.
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+		// read below is unblocked. The idle deadline moves only when it
+		// has come an eighth of the timeout closer: one timer update per
+		// message would cost more than the rest of a small call's read.
+		if now := time.Now(); readBy.Sub(now) < idle-idle/8 {
+			readBy = now.Add(idle)
+			_ = c.nc.SetReadDeadline(readBy)
+		}
 		if c.isClosing() {
 			return CloseNormal, 0, ""
 		}
@@ -676,6 +752,7 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 		c.pm.msgsIn.Inc()
 		c.pm.bytesIn.Add(float64(len(msg)))
 		c.busy.Add(1)
+		c.moreInput.Store(c.br.Buffered() > 0)
 		c.srv.handleMessage(ctx, c, msg)
 		c.idle()
 		if cap(msg) > 64<<10 {

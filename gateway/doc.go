@@ -25,9 +25,16 @@
 // Concurrent method (not inside a batch) is instead started on its own
 // goroutine and the reader goes on; at most Config.MaxConcurrentCalls run
 // at once, and beyond that the reader waits for a slot, which pushes back
-// on the client through TCP. The writer owns the socket's write side: it
-// drains the connection's send queue, coalescing everything queued into one
-// flush, and sends keepalive pings.
+// on the client through TCP. The writer drains the connection's send
+// queue, coalescing everything queued into one flush, and sends keepalive
+// pings. Whoever writes to the socket first sets Conn.writing, under
+// Conn.mu, and owns the write side and its buffer until it clears it:
+// the writer for a flush, or the goroutine of a call for its own reply.
+// A reply is written directly, saving a hand-off to the writer, when the
+// queue is empty, nobody is writing, and (for the reader) no more input
+// is already buffered; otherwise it is queued, so that a burst of
+// pipelined calls gets its replies in one write. A direct writer wakes
+// the writer when it finds something queued after its write.
 //
 // The send queue is bounded in bytes (Config.SendQueueBytes), counting
 // every byte accepted and not yet written to the socket: queued, or taken
