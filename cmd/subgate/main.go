@@ -13,6 +13,7 @@ const usage = `usage:
   subgate [serve] [flags]   run the gateway (subgate serve -h for flags)
   subgate call [flags] METHOD [PARAMS_JSON]...   call methods (subgate call -h)
   subgate token -sub CLIENT_ID [-ttl 1h]   print a token signed with $SUBGATE_JWT_SECRET (subgate token -h)
+  subgate bench [flags]   load a gateway and report throughput and latency (subgate bench -h)
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -26,6 +27,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runCall(args[1:], stdout, stderr)
 		case "token":
 			return runToken(args[1:], stdout, stderr)
+		case "bench":
+			return runBench(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
