@@ -59,7 +59,7 @@ func parseBench(args []string, stdout io.Writer) (*benchFlags, error) {
 	fs.IntVar(&c.Rooms, "rooms", d.Rooms, "rooms (room)")
 	fs.IntVar(&c.Senders, "senders", d.Senders, "subscribers that also send (broadcast: in all; room: per room)")
 	fs.IntVar(&c.Inflight, "inflight", d.Inflight, "calls outstanding per connection (pipeline)")
-	fs.Float64Var(&c.Rate, "rate", 0, "open loop: offered operations per second over all connections (0: closed loop)")
+	fs.Float64Var(&c.Rate, "rate", 0, "open loop: offered operations per second over all connections (broadcast, room: messages sent; connect: handshakes); 0: closed loop")
 	fs.DurationVar(&c.Duration, "duration", d.Duration, "measured time")
 	fs.DurationVar(&c.Warmup, "warmup", defaultWarmup, "unmeasured time before it")
 	fs.DurationVar(&c.Hold, "hold", d.Hold, "idle: how long the connections are held")

@@ -20,7 +20,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, ", %d in flight each", r.Inflight)
 	}
 	loop := "closed loop"
-	if r.Rate > 0 {
+	switch {
+	case r.Scenario == "idle":
+		loop = "ramp-up"
+	case r.Rate > 0:
 		loop = fmt.Sprintf("open loop at %g ops/s", r.Rate)
 	}
 	fmt.Fprintf(w, ", %s, %.1fs\n", loop, r.DurationS)
