@@ -222,6 +222,7 @@ func TestRefusals(t *testing.T) {
 		{Config{URL: "http://127.0.0.1:1"}, "want ws://"},
 		{Config{URL: "ws://127.0.0.1:1/ws/x"}, "base only"},
 		{Config{URL: "ws://127.0.0.1:1", Token: "nope"}, "not a JWT"},
+		{Config{URL: "ws://127.0.0.1:1", Token: "x.eyJzdWIiOiJhIn0.y", Scenario: "room"}, "room needs distinct ids"},
 	} {
 		_, err := Check(tc.c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -152,6 +152,10 @@ func (c *Config) fill() error {
 	if c.Senders > c.Subs {
 		return fmt.Errorf("bench: -senders %d is more than -subs %d (senders are subscribers too)", c.Senders, c.Subs)
 	}
+	if c.Token != "" && c.Scenario == "room" {
+		// Room pushes go to every connection of a member client id.
+		return errors.New("bench: with -token every connection is the token's client id, so each would get every room's messages: room needs distinct ids")
+	}
 	if c.Rate < 0 || c.DialRate < 0 || c.Duration < 0 || c.Warmup < 0 || c.Hold < 0 {
 		return errors.New("bench: -rate, -dial-rate, -duration, -warmup and -hold must not be negative")
 	}
