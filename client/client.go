@@ -79,6 +79,11 @@ type Options struct {
 	// time; errors that arrive while a call runs are dropped. It may call
 	// Close. Nil: these errors are dropped.
 	OnNullIDError func(*codec.Error)
+	// NetDial, when set, opens the TCP connection instead of a plain
+	// net.Dialer: a load generator uses it to pick the source address
+	// (net.Dialer.LocalAddr) so that more connections fit than one
+	// address has ephemeral ports. Nil: the default dialer.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // ErrClosed is returned by Call and Notify on a client whose connection has
@@ -217,6 +222,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	)
 	d := ws.Dialer{
 		Protocols: []string{name},
+		NetDial:   opts.NetDial,
 		WrapConn:  func(c net.Conn) net.Conn { raw = c; return c },
 		OnStatusError: func(status int, reason []byte, resp io.Reader) {
 			refusal = readRefusal(raw, status, reason, resp)

@@ -972,3 +972,28 @@ func TestCloseWhileOnPushRuns(t *testing.T) {
 		}
 	})
 }
+
+// TestNetDial checks that Options.NetDial opens the connection: the source
+// address it picks is the one the server sees.
+func TestNetDial(t *testing.T) {
+	p, _ := protocols.Lookup(protocols.All, protocols.JSONRPC)
+	s := newFakeServer(t, p)
+	used := 0
+	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	c, sc := s.dial(t, Options{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		used++
+		d := net.Dialer{LocalAddr: src}
+		return d.DialContext(ctx, network, addr)
+	}})
+	if used != 1 {
+		t.Fatalf("NetDial called %d times, want 1", used)
+	}
+	if got := sc.conn.RemoteAddr().(*net.TCPAddr).IP; !got.Equal(src.IP) {
+		t.Errorf("server saw the client at %v, want %v", got, src.IP)
+	}
+	done := goCall(c, testContext(t), chat.MethodPing, &chat.PingParams{}, nil)
+	sc.result(sc.read().ID, &chat.PingResult{Status: "ok"})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

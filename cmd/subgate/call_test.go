@@ -22,13 +22,22 @@ import (
 // callTestServer runs an in-process gateway and returns its ws:// base URL.
 func callTestServer(t *testing.T) (*gateway.Server, string) {
 	t.Helper()
-	srv, err := gateway.New(gateway.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, base := testGateway(t, gateway.Config{})
+	return srv, base + "/ws/"
+}
+
+// testGateway runs an in-process gateway with cfg (logs discarded) and
+// returns its ws://HOST:PORT base URL.
+func testGateway(t *testing.T, cfg gateway.Config) (*gateway.Server, string) {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws/"
+	return srv, "ws" + strings.TrimPrefix(hs.URL, "http")
 }
 
 func callRun(args ...string) (code int, stdout, stderr string) {

@@ -1,7 +1,8 @@
 // Command subgate is the gateway binary: `subgate serve` (the default) runs
 // the server, `subgate call` is a command-line client, `subgate token`
 // signs a token for a client id, `subgate healthcheck` asks a running
-// server's /healthz (the container's HEALTHCHECK).
+// server's /healthz (the container's HEALTHCHECK), `subgate bench` loads a
+// gateway and reports throughput and latency.
 package main
 
 import (
@@ -15,6 +16,7 @@ const usage = `usage:
   subgate call [flags] METHOD [PARAMS_JSON]...   call methods (subgate call -h)
   subgate token -sub CLIENT_ID [-ttl 1h]   print a token signed with $SUBGATE_JWT_SECRET (subgate token -h)
   subgate healthcheck [-addr HOST:PORT]   exit 0 if the server at $SUBGATE_ADDR answers /healthz (subgate healthcheck -h)
+  subgate bench [flags]   load a gateway and report throughput and latency (subgate bench -h)
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -30,6 +32,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runToken(args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(args[1:], stderr)
+		case "bench":
+			return runBench(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/subgate/subgate/gateway"
+)
+
+func benchRun(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = runBench(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// benchServer is an in-process gateway without a call rate limit.
+func benchServer(t *testing.T) string {
+	t.Helper()
+	_, url := testGateway(t, gateway.Config{RateLimit: math.Inf(1)})
+	return url
+}
+
+// contractFields are the fields issue 8 promises scripts in every line.
+var contractFields = []string{"scenario", "target", "proto", "conns", "subs", "rooms", "inflight", "rate",
+	"duration_s", "ops", "ops_per_s", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "errors", "sent", "expected", "lost"}
+
+// benchJSON runs `subgate bench -json args...`, checks it succeeded with
+// one line of JSON holding every contract field, and returns it.
+func benchJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	code, out, errs := benchRun(append([]string{"-json", "-warmup", "50ms"}, args...)...)
+	if code != 0 {
+		t.Fatalf("bench %v: exit %d, stderr:\n%s", args, code, errs)
+	}
+	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("stdout is not one line: %q", out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("stdout %q: %v", out, err)
+	}
+	for _, f := range contractFields {
+		if _, ok := m[f]; !ok {
+			t.Errorf("no %q in %s", f, out)
+		}
+	}
+	if _, ok := m["hist"]; ok {
+		t.Errorf("the merged line carries a histogram: %s", out)
+	}
+	if m["errors"] != 0.0 {
+		t.Errorf("errors: %s", out)
+	}
+	if !strings.Contains(errs, "p99.9 us") {
+		t.Errorf("no table on stderr: %q", errs)
+	}
+	return m
+}
+
+func TestBenchJSON(t *testing.T) {
+	url := benchServer(t)
+	m := benchJSON(t, "-url", url, "-scenario", "ping", "-conns", "3", "-proto", "all", "-duration", "200ms")
+	bp, ok := m["by_proto"].(map[string]any)
+	if !ok || len(bp) != 3 {
+		t.Errorf("by_proto = %v, want 3 encodings", m["by_proto"])
+	}
+	if m["ops"].(float64) == 0 || m["conns"] != 3.0 || m["proto"] != "all" {
+		t.Errorf("result %v", m)
+	}
+
+	// Without -json: the table on stdout.
+	code, out, _ := benchRun("-url", url, "-scenario", "connect", "-conns", "1", "-duration", "100ms", "-warmup", "0s")
+	if code != 0 || !strings.HasPrefix(out, "connect against subgate (json-rpc): 1 conns") || !strings.Contains(out, "total") {
+		t.Errorf("exit %d, table:\n%s", code, out)
+	}
+}
+
+// TestBenchProcs runs two child processes (this test binary re-executed as
+// subgate) and checks the merged line: an open loop of 400 ops/s for half
+// a second is 100 ops in each child and exactly 200 in all; a broadcast's
+// deliveries are accounted across the processes; idle holds the
+// connections of both.
+func TestBenchProcs(t *testing.T) {
+	t.Setenv("SUBGATE_TEST_MAIN", "1")
+	url := benchServer(t)
+	m := benchJSON(t, "-procs", "2", "-url", url, "-scenario", "ping", "-conns", "4", "-rate", "400", "-duration", "500ms")
+	if m["ops"] != 200.0 || m["conns"] != 4.0 || m["rate"] != 400.0 {
+		t.Errorf("merged ping: %v", m)
+	}
+	if m["p50_us"].(float64) <= 0 || m["max_us"].(float64) < m["p99_us"].(float64) {
+		t.Errorf("merged percentiles: %v", m)
+	}
+	m = benchJSON(t, "-procs", "2", "-url", url, "-scenario", "broadcast", "-subs", "10", "-senders", "2", "-proto", "all", "-duration", "300ms")
+	if m["lost"] != 0.0 || m["ops"] != m["expected"] || m["expected"] != m["sent"].(float64)*10 || m["sent"] == 0.0 {
+		t.Errorf("merged broadcast: %v", m)
+	}
+	m = benchJSON(t, "-procs", "2", "-url", url, "-scenario", "idle", "-conns", "11", "-hold", "10ms")
+	if m["ops"] != 11.0 || m["conns"] != 11.0 {
+		t.Errorf("merged idle: %v", m)
+	}
+}
+
+func TestBenchToken(t *testing.T) {
+	t.Setenv("SUBGATE_JWT_SECRET", tokenSecret)
+	code, tok, _ := tokenRun("-sub", "loadtester")
+	if code != 0 {
+		t.Fatal("token failed")
+	}
+	url := "ws://" + securedServer(t, tokenSecret)
+	benchJSON(t, "-url", url, "-scenario", "connect", "-conns", "2", "-duration", "100ms", "-token", strings.TrimSpace(tok))
+	// Without it every handshake is refused (401) and counted: exit 1.
+	code, out, _ := benchRun("-json", "-url", url, "-scenario", "connect", "-conns", "1", "-duration", "100ms", "-warmup", "0s")
+	if code != 1 || !strings.Contains(out, "401") {
+		t.Errorf("no token: exit %d, %s", code, out)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	code, out, errs := benchRun("-h")
+	if code != 0 || errs != "" {
+		t.Errorf("-h: exit %d, stderr %q", code, errs)
+	}
+	for _, f := range []string{"url", "target", "proto", "scenario", "conns", "subs", "rooms", "senders", "inflight", "rate",
+		"duration", "warmup", "hold", "token", "procs", "source-ips", "dial-rate", "json", "allow-remote"} {
+		if !strings.Contains(out, "\n  -"+f+" ") && !strings.Contains(out, "\n  -"+f+"\n") {
+			t.Errorf("-h does not list -%s", f)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"-conns", "x"}, "invalid value"},
+		{[]string{"-url", "ws://192.0.2.1:8080", "-duration", "1ms"}, "pass -allow-remote"},
+		{[]string{"-url", "ws://127.0.0.1:1", "-target", "centrifugo", "-scenario", "ping"}, "it supports: broadcast, idle, connect"},
+		{[]string{"-url", "ws://192.0.2.1:8080", "-procs", "2"}, "pass -allow-remote"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		code, out, errs := benchRun(tc.args...)
+		if code != 2 || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line saying %q", tc.args, code, out, errs, tc.want)
+		}
+	}
+}
