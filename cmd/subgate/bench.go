@@ -40,6 +40,7 @@ type benchFlags struct {
 	cfg         bench.Config
 	procs       int
 	jsonOut     bool
+	marks       bool
 	shard       string
 	explicitURL bool
 }
@@ -69,6 +70,7 @@ func parseBench(args []string, stdout io.Writer) (*benchFlags, error) {
 	fs.Float64Var(&c.DialRate, "dial-rate", d.DialRate, "new connections per second while ramping up (0: unbounded)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one line of JSON on stdout (the table goes to stderr)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a URL that is not loopback")
+	fs.BoolVar(&f.marks, "marks", false, `print "window start" and "window end" on stderr as the measured window begins and ends (for scripts that sample the server then)`)
 	fs.StringVar(&f.shard, "shard", "", "internal: run as child I/N of -procs")
 	fs.StringVar(&c.RunID, "run-id", "", "internal: the run's id, shared by the children of -procs")
 	if err := fs.Parse(args); err != nil {
@@ -121,6 +123,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		cfg.Sync = bench.NewChildSync(os.Stdin, stdout, cancel)
 	} else if isTerminal(stderr) {
 		cfg.Progress = stderr
+	}
+	if f.marks {
+		cfg.Marks = stderr
 	}
 	printed := false
 	cfg.OnHolding = func(r *bench.Result) { out.print(r); printed = true }

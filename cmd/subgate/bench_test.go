@@ -145,3 +145,14 @@ func TestBenchUsage(t *testing.T) {
 		}
 	}
 }
+
+// -marks brackets the measured window on stderr, start before end, for a
+// script that samples the server at each.
+func TestBenchMarks(t *testing.T) {
+	url := benchServer(t)
+	code, _, errOut := benchRun("-url", url, "-conns", "2", "-duration", "200ms", "-warmup", "100ms", "-marks", "-json")
+	start, end := strings.Index(errOut, "window start\n"), strings.Index(errOut, "window end\n")
+	if code != 0 || start < 0 || end < start {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}

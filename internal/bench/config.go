@@ -67,6 +67,10 @@ type Config struct {
 
 	// Progress, when set, gets a progress line every second.
 	Progress io.Writer
+	// Marks, when set, gets the line "window start" when the measured
+	// window begins and "window end" when it ends, as they happen: a
+	// script reads a server's CPU time at each (the comparison does).
+	Marks io.Writer
 	// OnHolding is called in idle once every connection is up, before the
 	// hold, with the result so far (the JSON line is printed then).
 	OnHolding func(*Result)

@@ -177,7 +177,12 @@ type schedule struct {
 func (r *run) newSchedule() *schedule {
 	now := time.Now()
 	r.mStart = now.Add(r.cfg.Warmup)
-	return &schedule{start: now, stop: r.mStart.Add(r.cfg.Duration), perSec: r.cfg.Rate / float64(r.cfg.Shards)}
+	stop := r.mStart.Add(r.cfg.Duration)
+	if w := r.cfg.Marks; w != nil {
+		time.AfterFunc(r.cfg.Warmup, func() { fmt.Fprintln(w, "window start") })
+		time.AfterFunc(stop.Sub(now), func() { fmt.Fprintln(w, "window end") })
+	}
+	return &schedule{start: now, stop: stop, perSec: r.cfg.Rate / float64(r.cfg.Shards)}
 }
 
 // take returns the time the next operation is due (its latency is measured
