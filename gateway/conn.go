@@ -58,7 +58,6 @@ type Conn struct {
 	wake    chan struct{}
 	written chan struct{} // closed when the writer has finished
 
-	lastRead atomic.Int64 // unix nanos of the last frame read
 	// moreInput is set by the reader while the message it handles was
 	// followed by more input already received: replies then go through
 	// the queue, so that the writer sends a burst's replies in one write.
@@ -748,7 +747,6 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 		if op == ws.OpText && !utf8.Valid(msg) {
 			return CloseInvalidPayload, CloseInvalidPayload.Code(), "invalid UTF-8"
 		}
-		c.lastRead.Store(time.Now().UnixNano())
 		c.pm.msgsIn.Inc()
 		c.pm.bytesIn.Add(float64(len(msg)))
 		c.busy.Add(1)

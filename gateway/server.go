@@ -363,7 +363,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	c.attach(nc, rw.Reader)
+	br := rw.Reader
+	if br.Buffered() == 0 {
+		// Read the socket itself from now on, not through net/http's
+		// reader of the hijacked connection (a lock and checks per read).
+		// With input already buffered (a client that sent frames right
+		// behind its request), that buffer is kept.
+		br.Reset(nc)
+	}
+	c.attach(nc, br)
 	if refuse {
 		s.m.refused[refusedNoProtocol].Inc()
 		s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", "no_protocol", "status", 101,
