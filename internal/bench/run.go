@@ -19,9 +19,10 @@ type run struct {
 	rec    *recorder
 	protos []string
 
-	mStart time.Time // the measured window: [mStart, mStart+Duration)
-	errMu  sync.Mutex
-	first  string // the first error, for the report
+	mStart  time.Time // the measured window: [mStart, mStart+Duration)
+	endMark sync.Once // "window end" is printed once: by its timer or when the run returns
+	errMu   sync.Mutex
+	first   string // the first error, for the report
 }
 
 // Run runs cfg's scenario against its target and returns the result. It
@@ -40,6 +41,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Progress != nil {
 		stop := r.progress(cfg.Progress)
 		defer stop()
+	}
+	if cfg.Marks != nil {
+		// The run may return before the end timer fires (a connect loop
+		// ends at the window's end); the process must not exit unmarked.
+		defer func() {
+			if !r.mStart.IsZero() {
+				r.markEnd()
+			}
+		}()
 	}
 	switch cfg.Scenario {
 	case "ping", "pipeline":
@@ -174,13 +184,18 @@ type schedule struct {
 	next        atomic.Int64
 }
 
+// markEnd prints "window end", once.
+func (r *run) markEnd() {
+	r.endMark.Do(func() { fmt.Fprintln(r.cfg.Marks, "window end") })
+}
+
 func (r *run) newSchedule() *schedule {
 	now := time.Now()
 	r.mStart = now.Add(r.cfg.Warmup)
 	stop := r.mStart.Add(r.cfg.Duration)
 	if w := r.cfg.Marks; w != nil {
 		time.AfterFunc(r.cfg.Warmup, func() { fmt.Fprintln(w, "window start") })
-		time.AfterFunc(stop.Sub(now), func() { fmt.Fprintln(w, "window end") })
+		time.AfterFunc(stop.Sub(now), r.markEnd)
 	}
 	return &schedule{start: now, stop: stop, perSec: r.cfg.Rate / float64(r.cfg.Shards)}
 }
