@@ -88,17 +88,25 @@ func waitNoConns(t *testing.T, srv *gateway.Server) {
 	}
 }
 
-func TestNode(t *testing.T) {
-	gate(t)
+// nodeWith returns the path of node and fails the test unless each of mods
+// is installed in interop/node/node_modules.
+func nodeWith(t *testing.T, mods ...string) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node not found on PATH (%v); install Node.js >= 18, e.g.: apt-get install -y nodejs npm", err)
 	}
-	for _, mod := range []string{"ws", "@msgpack/msgpack"} {
+	for _, mod := range mods {
 		if _, err := os.Stat(filepath.Join("node", "node_modules", filepath.FromSlash(mod), "package.json")); err != nil {
 			t.Fatalf("interop/node/node_modules/%s is missing; install with: %s (or: cd interop/node && npm ci)", mod, setupHint)
 		}
 	}
+	return node
+}
+
+func TestNode(t *testing.T) {
+	gate(t)
+	node := nodeWith(t, "ws", "@msgpack/msgpack")
 	base, srv := startGateway(t)
 	runScript(t, "node", node, "interop.mjs", base)
 	waitNoConns(t, srv)
