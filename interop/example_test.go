@@ -2,7 +2,9 @@ package interop
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -67,4 +69,34 @@ func runExample(t *testing.T, ex example) {
 		}
 	}
 	waitNoConns(t, srv)
+}
+
+// readmeFiles are the programs README.md shows in full. Each must appear
+// there verbatim as a fenced block, so that what the README shows is what
+// the tests run.
+var readmeFiles = []struct{ path, lang string }{
+	{"go/client/main.go", "go"},
+	{"go/jsonrpc2/main.go", "go"},
+	{"python/example_jsonrpc.py", "python"},
+	{"python/example.py", "python"},
+	{"node/example.mjs", "js"},
+	{"node/rpcwebsockets.mjs", "js"},
+	{"node/msgpack5rpc.mjs", "js"},
+}
+
+// TestREADMEShowsTheExamples needs no gateway: it runs in every go test.
+func TestREADMEShowsTheExamples(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range readmeFiles {
+		src, err := os.ReadFile(filepath.FromSlash(f.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if block := "```" + f.lang + "\n" + string(src) + "```\n"; !strings.Contains(string(readme), block) {
+			t.Errorf("README.md lacks interop/%s verbatim in a ```%s block: paste the file's current text there", f.path, f.lang)
+		}
+	}
 }
