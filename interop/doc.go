@@ -49,7 +49,15 @@
 // Each prints one line per check and last "N passed, M failed", and exits
 // non-zero if a check failed. Every wait in them has a timeout.
 //
-// node/example.mjs (json-rpc) and python/example.py (msgpack) are the short
-// first clients the README shows; TestExamples runs them and checks that
-// they print what the README says.
+// The README's "Clients" section shows complete programs, each a file here:
+// node/example.mjs (ws, json-rpc), python/example.py (msgpack) and
+// python/example_jsonrpc.py (json-rpc) run by TestExamples;
+// node/rpcwebsockets.mjs (npm rpc-websockets through a CommonClient whose
+// WebSocket factory offers json-rpc), node/msgpack5rpc.mjs (npm msgpack5rpc
+// over ws.createWebSocketStream) and go/jsonrpc2 (github.com/sourcegraph/jsonrpc2
+// over its gorilla/websocket object stream) run by TestThirdParty; go/client
+// (package client) run by TestGoClientExample in each encoding. Each must
+// print what the README says, and TestREADMEShowsTheExamples (which needs
+// no gateway and always runs) fails when the README's copy of a file
+// differs from the file.
 package interop

@@ -2,6 +2,7 @@ package jsonrpc
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strconv"
 	"strings"
@@ -33,9 +34,37 @@ func (c *jsonCodec) Unmarshal(body []byte, v any) error {
 		}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return codec.InvalidParams(err.Error())
+		return codec.InvalidParams(paramsError(err, ""))
 	}
 	return nil
+}
+
+// paramsError words a decoding failure with the wire's field name and
+// types: "room: want a string, got a number", not encoding/json's text,
+// which names Go types ("Go struct field JoinParams.room of type string").
+// field names the value decoded when err cannot (a positional param).
+func paramsError(err error, field string) string {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	if te.Field != "" {
+		field = te.Field
+	}
+	got := te.Value
+	switch {
+	case strings.HasPrefix(got, "number "):
+		got = got[len("number "):]
+	case got == "array" || got == "object":
+		got = "an " + got
+	default:
+		got = "a " + got
+	}
+	msg := "want " + codec.WireType(te.Type) + ", got " + got
+	if field == "" {
+		return msg
+	}
+	return field + ": " + msg
 }
 
 // fieldList is the json names of a struct's fields in declaration order.
@@ -118,7 +147,7 @@ func unmarshalPositional(body []byte, v any, fl *fieldList) error {
 		}
 		f := rv.Field(fl.index[i])
 		if err := json.Unmarshal(el, f.Addr().Interface()); err != nil {
-			bad = codec.InvalidParams("param " + strconv.Itoa(i) + " (" + fl.names[i] + "): " + err.Error())
+			bad = codec.InvalidParams("param " + strconv.Itoa(i) + " (" + fl.names[i] + "): " + paramsError(err, ""))
 		}
 		i++
 	})

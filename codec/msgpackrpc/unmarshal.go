@@ -91,7 +91,7 @@ var typeNames = [...]string{tNil: "nil", tBool: "bool", tInt: "int", tFloat: "fl
 	tStr: "str", tBin: "bin", tArray: "array", tMap: "map"}
 
 func mismatch(t byte, v reflect.Value) error {
-	return &decodeError{msg: "cannot decode a msgpack " + typeNames[t] + " into " + v.Type().String()}
+	return &decodeError{msg: "want " + codec.WireType(v.Type()) + ", got a msgpack " + typeNames[t]}
 }
 
 var (
@@ -158,19 +158,19 @@ func (d *valueDecoder) scalar(v reflect.Value, t byte, raw, payload []byte) erro
 	case k >= reflect.Int && k <= reflect.Int64 && t == tInt:
 		u, neg := integer(raw)
 		if (!neg && u > math.MaxInt64) || v.OverflowInt(int64(u)) {
-			return &decodeError{msg: "integer overflows " + v.Type().String()}
+			return &decodeError{msg: "integer out of range"}
 		}
 		v.SetInt(int64(u))
 	case k >= reflect.Uint && k <= reflect.Uintptr && t == tInt:
 		u, neg := integer(raw)
 		if neg || v.OverflowUint(u) {
-			return &decodeError{msg: "integer out of range for " + v.Type().String()}
+			return &decodeError{msg: "integer out of range: want " + codec.WireType(v.Type())}
 		}
 		v.SetUint(u)
 	case (k == reflect.Float32 || k == reflect.Float64) && (t == tFloat || t == tInt):
 		f := number(t, raw)
 		if v.OverflowFloat(f) {
-			return &decodeError{msg: "number overflows " + v.Type().String()}
+			return &decodeError{msg: "number out of range"}
 		}
 		v.SetFloat(f)
 	case k == reflect.String && (t == tStr || t == tBin):

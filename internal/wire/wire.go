@@ -6,8 +6,8 @@
 // a cursor with a sticky error: read every field, then ask [Reader.End] once,
 // so payload decoders stay straight-line code.
 //
-//	r := wire.NewReader(data, "chat.SendParams")
-//	room, msg := r.String(), r.String()
+//	r := wire.NewReader(data, "chat.send params")
+//	room, msg := r.Field("room").String(), r.Field("message").String()
 //	if err := r.End(); err != nil {
 //		return err
 //	}
@@ -129,10 +129,16 @@ func uvarintSlow(b []byte) (uint64, int) {
 	return 0, 0
 }
 
-// Error says where and why decoding a payload failed.
+// Error says where and why decoding a payload failed. Its text names the
+// wire field (or, for the payload as a whole, what the payload is), never a
+// Go type: it reaches clients as an error's data.
 type Error struct {
-	// Type names what was being decoded, e.g. "chat.SendParams".
+	// Type names what was being decoded as the wire knows it, e.g.
+	// "chat.send params".
 	Type string
+	// Field is the wire name of the field that failed, e.g. "room"; empty
+	// when the failure is about the whole payload (trailing bytes).
+	Field string
 	// Offset is the byte offset in the payload where the failing field starts.
 	Offset int
 	// Err is one of the Err* reasons of this package, or a caller's own.
@@ -140,7 +146,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return e.Type + ": " + e.Err.Error() + " at byte " + strconv.Itoa(e.Offset)
+	what := e.Type
+	if e.Field != "" {
+		what = e.Field
+	}
+	return what + ": " + e.Err.Error() + " at byte " + strconv.Itoa(e.Offset)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -148,14 +158,17 @@ func (e *Error) Unwrap() error { return e.Err }
 // Reader decodes primitives from a payload. After the first failure every
 // read returns a zero value and the failure sticks; check it with End or Err.
 type Reader struct {
-	buf  []byte
-	off  int
-	typ  string
-	err  error
-	eoff int
+	buf    []byte
+	off    int
+	typ    string
+	field  string
+	err    error
+	eoff   int
+	efield string
 }
 
-// NewReader returns a Reader over b. typ names the decoded type in errors.
+// NewReader returns a Reader over b. typ names the decoded payload in
+// errors, as the wire knows it ("chat.send params", not a Go type).
 func NewReader(b []byte, typ string) Reader { return Reader{buf: b, typ: typ} }
 
 // Len is the number of bytes left.
@@ -167,8 +180,16 @@ func (r *Reader) Fail(err error) { r.failAt(err, r.off) }
 
 func (r *Reader) failAt(err error, off int) {
 	if r.err == nil {
-		r.err, r.eoff = err, off
+		r.err, r.eoff, r.efield = err, off, r.field
 	}
+}
+
+// Field names the wire field the next reads decode, for errors: a failure
+// then says "room: invalid UTF-8 at byte 0". It returns r, so that a
+// decoder reads r.Field("room").String().
+func (r *Reader) Field(name string) *Reader {
+	r.field = name
+	return r
 }
 
 // Err returns the recorded failure as an *Error, or nil.
@@ -176,13 +197,14 @@ func (r *Reader) Err() error {
 	if r.err == nil {
 		return nil
 	}
-	return &Error{Type: r.typ, Offset: r.eoff, Err: r.err}
+	return &Error{Type: r.typ, Field: r.efield, Offset: r.eoff, Err: r.err}
 }
 
 // End returns the recorded failure, or an ErrTrailing failure when bytes
 // are left, or nil when the payload was consumed exactly.
 func (r *Reader) End() error {
 	if r.err == nil && r.off != len(r.buf) {
+		r.field = "" // about the payload, not its last field
 		r.Fail(ErrTrailing)
 	}
 	return r.Err()

@@ -47,7 +47,7 @@ func (PingParams) AppendBinary(dst []byte) ([]byte, error) { return dst, nil }
 
 // UnmarshalBinary accepts only the empty payload.
 func (p *PingParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.PingParams")
+	r := wire.NewReader(data, "chat.ping params")
 	return r.End()
 }
 
@@ -59,8 +59,8 @@ func (p PingResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes status and timestamp.
 func (p *PingResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.PingResult")
-	v := PingResult{Status: r.String(), Timestamp: r.Varint()}
+	r := wire.NewReader(data, "chat.ping result")
+	v := PingResult{Status: r.Field("status").String(), Timestamp: r.Field("timestamp").Varint()}
 	return set(p, v, &r)
 }
 
@@ -71,8 +71,8 @@ func (p BroadcastParams) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes message.
 func (p *BroadcastParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.BroadcastParams")
-	v := BroadcastParams{Message: r.String()}
+	r := wire.NewReader(data, "chat.broadcast params")
+	v := BroadcastParams{Message: r.Field("message").String()}
 	return set(p, v, &r)
 }
 
@@ -84,8 +84,8 @@ func (p BroadcastResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes status and delivered.
 func (p *BroadcastResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.BroadcastResult")
-	v := BroadcastResult{Status: r.String(), Delivered: r.Uvarint()}
+	r := wire.NewReader(data, "chat.broadcast result")
+	v := BroadcastResult{Status: r.Field("status").String(), Delivered: r.Field("delivered").Uvarint()}
 	return set(p, v, &r)
 }
 
@@ -96,8 +96,8 @@ func (p JoinParams) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room.
 func (p *JoinParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.JoinParams")
-	v := JoinParams{Room: r.String()}
+	r := wire.NewReader(data, "chat.join params")
+	v := JoinParams{Room: r.Field("room").String()}
 	return set(p, v, &r)
 }
 
@@ -110,8 +110,8 @@ func (p JoinResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room, members and offset.
 func (p *JoinResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.JoinResult")
-	v := JoinResult{Room: r.String(), Members: readStrings(&r), Offset: r.Uvarint()}
+	r := wire.NewReader(data, "chat.join result")
+	v := JoinResult{Room: r.Field("room").String(), Members: readStrings(r.Field("members")), Offset: r.Field("offset").Uvarint()}
 	return set(p, v, &r)
 }
 
@@ -122,8 +122,8 @@ func (p LeaveParams) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room.
 func (p *LeaveParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.LeaveParams")
-	v := LeaveParams{Room: r.String()}
+	r := wire.NewReader(data, "chat.leave params")
+	v := LeaveParams{Room: r.Field("room").String()}
 	return set(p, v, &r)
 }
 
@@ -134,8 +134,8 @@ func (p LeaveResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room.
 func (p *LeaveResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.LeaveResult")
-	v := LeaveResult{Room: r.String()}
+	r := wire.NewReader(data, "chat.leave result")
+	v := LeaveResult{Room: r.Field("room").String()}
 	return set(p, v, &r)
 }
 
@@ -147,8 +147,8 @@ func (p SendParams) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room and message.
 func (p *SendParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.SendParams")
-	v := SendParams{Room: r.String(), Message: r.String()}
+	r := wire.NewReader(data, "chat.send params")
+	v := SendParams{Room: r.Field("room").String(), Message: r.Field("message").String()}
 	return set(p, v, &r)
 }
 
@@ -160,8 +160,8 @@ func (p SendResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room and offset.
 func (p *SendResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.SendResult")
-	v := SendResult{Room: r.String(), Offset: r.Uvarint()}
+	r := wire.NewReader(data, "chat.send result")
+	v := SendResult{Room: r.Field("room").String(), Offset: r.Field("offset").Uvarint()}
 	return set(p, v, &r)
 }
 
@@ -173,8 +173,8 @@ func (p DirectParams) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes to and message.
 func (p *DirectParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.DirectParams")
-	v := DirectParams{To: r.String(), Message: r.String()}
+	r := wire.NewReader(data, "chat.direct params")
+	v := DirectParams{To: r.Field("to").String(), Message: r.Field("message").String()}
 	return set(p, v, &r)
 }
 
@@ -185,8 +185,8 @@ func (p DirectResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes delivered.
 func (p *DirectResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.DirectResult")
-	v := DirectResult{Delivered: r.Uvarint()}
+	r := wire.NewReader(data, "chat.direct result")
+	v := DirectResult{Delivered: r.Field("delivered").Uvarint()}
 	return set(p, v, &r)
 }
 
@@ -197,8 +197,8 @@ func (p MembersParams) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room.
 func (p *MembersParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.MembersParams")
-	v := MembersParams{Room: r.String()}
+	r := wire.NewReader(data, "chat.members params")
+	v := MembersParams{Room: r.Field("room").String()}
 	return set(p, v, &r)
 }
 
@@ -210,8 +210,8 @@ func (p MembersResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room and members.
 func (p *MembersResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.MembersResult")
-	v := MembersResult{Room: r.String(), Members: readStrings(&r)}
+	r := wire.NewReader(data, "chat.members result")
+	v := MembersResult{Room: r.Field("room").String(), Members: readStrings(r.Field("members"))}
 	return set(p, v, &r)
 }
 
@@ -225,8 +225,8 @@ func (p HistoryParams) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room, since and limit.
 func (p *HistoryParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.HistoryParams")
-	v := HistoryParams{Room: r.String(), Since: r.Uvarint(), Limit: r.Uvarint()}
+	r := wire.NewReader(data, "chat.history params")
+	v := HistoryParams{Room: r.Field("room").String(), Since: r.Field("since").Uvarint(), Limit: r.Field("limit").Uvarint()}
 	return set(p, v, &r)
 }
 
@@ -242,9 +242,9 @@ func (p HistoryResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room and the list of entries.
 func (p *HistoryResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.HistoryResult")
-	v := HistoryResult{Room: r.String()}
-	if n := r.Count(minHistoryEntry); n > 0 {
+	r := wire.NewReader(data, "chat.history result")
+	v := HistoryResult{Room: r.Field("room").String()}
+	if n := r.Field("messages").Count(minHistoryEntry); n > 0 {
 		v.Messages = make([]HistoryEntry, n)
 		for i := range v.Messages {
 			v.Messages[i].read(&r)
@@ -258,7 +258,7 @@ func (e HistoryEntry) AppendBinary(dst []byte) ([]byte, error) { return e.append
 
 // UnmarshalBinary decodes offset, from, message and ts.
 func (e *HistoryEntry) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.HistoryEntry")
+	r := wire.NewReader(data, "chat.history entry")
 	var v HistoryEntry
 	v.read(&r)
 	return set(e, v, &r)
@@ -272,10 +272,10 @@ func (e *HistoryEntry) appendBinary(dst []byte) []byte {
 }
 
 func (e *HistoryEntry) read(r *wire.Reader) {
-	e.Offset = r.Uvarint()
-	e.From = r.String()
-	e.Message = r.String()
-	e.TS = r.Varint()
+	e.Offset = r.Field("offset").Uvarint()
+	e.From = r.Field("from").String()
+	e.Message = r.Field("message").String()
+	e.TS = r.Field("ts").Varint()
 }
 
 // AppendBinary appends nothing: rpc.discover has no params.
@@ -283,7 +283,7 @@ func (DiscoverParams) AppendBinary(dst []byte) ([]byte, error) { return dst, nil
 
 // UnmarshalBinary accepts only the empty payload.
 func (p *DiscoverParams) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.DiscoverParams")
+	r := wire.NewReader(data, "rpc.discover params")
 	return r.End()
 }
 
@@ -298,9 +298,9 @@ func (p DiscoverResult) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes the list of methods.
 func (p *DiscoverResult) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.DiscoverResult")
+	r := wire.NewReader(data, "rpc.discover result")
 	var v DiscoverResult
-	if n := r.Count(minMethodInfo); n > 0 {
+	if n := r.Field("methods").Count(minMethodInfo); n > 0 {
 		v.Methods = make([]MethodInfo, n)
 		for i := range v.Methods {
 			v.Methods[i].read(&r)
@@ -314,7 +314,7 @@ func (m MethodInfo) AppendBinary(dst []byte) ([]byte, error) { return m.appendBi
 
 // UnmarshalBinary decodes name, id, push, params and result.
 func (m *MethodInfo) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.MethodInfo")
+	r := wire.NewReader(data, "rpc.discover method")
 	var v MethodInfo
 	v.read(&r)
 	return set(m, v, &r)
@@ -329,11 +329,11 @@ func (m *MethodInfo) appendBinary(dst []byte) []byte {
 }
 
 func (m *MethodInfo) read(r *wire.Reader) {
-	m.Name = r.String()
-	m.ID = r.Uvarint()
-	m.Push = r.Bool()
-	m.Params = r.String()
-	m.Result = r.String()
+	m.Name = r.Field("name").String()
+	m.ID = r.Field("id").Uvarint()
+	m.Push = r.Field("push").Bool()
+	m.Params = r.Field("params").String()
+	m.Result = r.Field("result").String()
 }
 
 // AppendBinary appends the flags byte, from, message and ts, then room, to
@@ -368,20 +368,20 @@ func (m Message) AppendBinary(dst []byte) ([]byte, error) {
 // UnmarshalBinary decodes a chat.message push. A flag set for an empty
 // value is invalid, as are the reserved flag bits.
 func (m *Message) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.Message")
-	flags := r.Byte()
+	r := wire.NewReader(data, "chat.message")
+	flags := r.Field("flags").Byte()
 	if flags&^msgFlags != 0 {
 		r.Fail(errFlags)
 	}
-	v := Message{From: r.String(), Message: r.String(), TS: r.Varint()}
+	v := Message{From: r.Field("from").String(), Message: r.Field("message").String(), TS: r.Field("ts").Varint()}
 	if flags&msgRoom != 0 {
-		v.Room = nonEmpty(&r, r.String())
+		v.Room = nonEmpty(&r, r.Field("room").String())
 	}
 	if flags&msgTo != 0 {
-		v.To = nonEmpty(&r, r.String())
+		v.To = nonEmpty(&r, r.Field("to").String())
 	}
 	if flags&msgOffset != 0 {
-		if v.Offset = r.Uvarint(); v.Offset == 0 {
+		if v.Offset = r.Field("offset").Uvarint(); v.Offset == 0 {
 			r.Fail(errEmpty)
 		}
 	}
@@ -407,9 +407,9 @@ func (p Presence) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes room, client_id and the event byte.
 func (p *Presence) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.Presence")
-	v := Presence{Room: r.String(), ClientID: r.String()}
-	switch r.Byte() {
+	r := wire.NewReader(data, "chat.presence")
+	v := Presence{Room: r.Field("room").String(), ClientID: r.Field("client_id").String()}
+	switch r.Field("event").Byte() {
 	case eventJoin:
 		v.Event = EventJoin
 	case eventLeave:
@@ -428,8 +428,8 @@ func (n Notice) AppendBinary(dst []byte) ([]byte, error) {
 
 // UnmarshalBinary decodes kind and message.
 func (n *Notice) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data, "chat.Notice")
-	v := Notice{Kind: r.String(), Message: r.String()}
+	r := wire.NewReader(data, "gateway.notice")
+	v := Notice{Kind: r.Field("kind").String(), Message: r.Field("message").String()}
 	return set(n, v, &r)
 }
 

@@ -267,7 +267,7 @@ func TestInvalid(t *testing.T) {
 func TestErrorText(t *testing.T) {
 	var p SendParams
 	err := p.UnmarshalBinary(unhex(t, "01 61 09 78"))
-	if want := "chat.SendParams: length exceeds the bytes left at byte 2"; err == nil || err.Error() != want {
+	if want := "message: length exceeds the bytes left at byte 2"; err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %q", err, want)
 	}
 }
