@@ -88,9 +88,11 @@ type Conn struct {
 	cancel context.CancelFunc // cancels the calls' context; set by serve
 
 	// Reader goroutine only, reused for every message: the decoded
-	// messages and the Call handed to the router.
-	msgs []codec.Message
-	call Call
+	// messages and the Call handed to the router; unread is the payload
+	// of a refused frame still to come.
+	msgs   []codec.Message
+	call   Call
+	unread int64
 }
 
 type frame struct {
@@ -664,6 +666,17 @@ func (c *Conn) awaitPeerClose() {
 	}
 	c.mu.Unlock()
 	_ = c.nc.SetReadDeadline(by)
+	// The rest of a frame refused as too big is read and dropped first
+	// (up to four times the size limit), or the client, still sending
+	// it, would get a reset instead of the 1009.
+	if c.unread > 0 {
+		if c.unread > 4*c.srv.cfg.MaxMessageSize {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, c.br, c.unread); err != nil {
+			return
+		}
+	}
 	budget := int64(1 << 16)
 	for budget > 0 {
 		h, err := ws.ReadHeader(c.br)
@@ -732,6 +745,7 @@ func (c *Conn) readLoop(ctx context.Context) (CloseReason, ws.StatusCode, string
 			}
 		}
 		if h.Length > max-int64(len(msg)) { // len(msg) <= max: no overflow
+			c.unread = h.Length // its payload is still coming: awaitPeerClose skips it
 			return CloseTooBig, CloseTooBig.Code(), "message too big"
 		}
 		n := len(msg)

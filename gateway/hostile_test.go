@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -706,4 +707,28 @@ func TestHostilePingFloodWithoutReading(t *testing.T) {
 	}
 	expectDropped(t, c)
 	expectHealthy(t, addr)
+}
+
+// A client that sends a whole frame over the size limit gets the 1009
+// close frame, and its write of the frame completes: the server reads and
+// drops the rest of the frame before it closes the socket. (Closing with
+// the frame unread reset the connection: the client's write failed, and a
+// library that reports that first, as Node's ws does, showed 1006.)
+func TestHostileTooBigFrameGets1009(t *testing.T) {
+	_, addr := startServer(t, Config{MaxMessageSize: 1 << 20})
+	// Larger than the socket buffers can take at once, within the four
+	// times the limit that the server reads and drops.
+	frame := maskedFrame(ws.OpText, true, bytes.Repeat([]byte("x"), 4<<20-1024))
+	for i := range 5 {
+		c := handshake(t, addr, fmt.Sprintf("/ws/big%d", i), strp(protocols.JSONRPC))
+		wrote := make(chan error, 1)
+		go func() { _, err := c.nc.Write(frame); wrote <- err }()
+		code, _ := readToClose(t, c)
+		if code != ws.StatusMessageTooBig {
+			t.Fatalf("connection %d: close code %d, want 1009", i, code)
+		}
+		if err := <-wrote; err != nil {
+			t.Fatalf("connection %d: the client's write of the frame failed: %v", i, err)
+		}
+	}
 }
