@@ -2,6 +2,8 @@ package interop
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +84,7 @@ var readmeFiles = []struct{ path, lang string }{
 	{"node/example.mjs", "js"},
 	{"node/rpcwebsockets.mjs", "js"},
 	{"node/msgpack5rpc.mjs", "js"},
+	{"node/clientjs-example.mjs", "js"},
 }
 
 // TestREADMEShowsTheExamples needs no gateway: it runs in every go test.
@@ -99,4 +102,69 @@ func TestREADMEShowsTheExamples(t *testing.T) {
 			t.Errorf("README.md lacks interop/%s verbatim in a ```%s block: paste the file's current text there", f.path, f.lang)
 		}
 	}
+}
+
+// The README's Node example of /client.js, run as the README says: the
+// module fetched from the gateway next to the example, in every encoding.
+func TestClientJSExample(t *testing.T) {
+	gate(t)
+	nodeModules, err := filepath.Abs(filepath.Join("node", "node_modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []string{"json-rpc", "msgpack", "binary-raw"} {
+		t.Run(proto, func(t *testing.T) {
+			base, srv := startGateway(t)
+			dir := t.TempDir()
+			module := fetch(t, strings.Replace(base, "ws://", "http://", 1)+"/client.js")
+			src, err := os.ReadFile(filepath.Join("node", "clientjs-example.mjs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, b := range map[string][]byte{"client.js": module, "example.mjs": src} {
+				if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink(nodeModules, filepath.Join(dir, "node_modules")); err != nil { // npm i ws
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "node", "example.mjs", base, proto)
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("node example.mjs: %v\n%s", err, out)
+			}
+			for _, re := range []string{
+				`(?m)^ping ok$`,
+				`(?m)^join \{"room":"lobby","members":\["node-` + proto + `"\],"offset":0\}$`,
+				`(?m)^push chat.message node-` + proto + ` hi 1$`,
+				`(?m)^send \{"room":"lobby","offset":1\}$`,
+				`(?m)^error -32001 Not a member of the room$`,
+				`(?m)^closed 1000`,
+			} {
+				if !regexp.MustCompile(re).Match(out) {
+					t.Errorf("output lacks %s:\n%s", re, out)
+				}
+			}
+			waitNoConns(t, srv)
+		})
+	}
+}
+
+// fetch GETs url and returns its body, failing unless the status is 200.
+func fetch(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
 }
