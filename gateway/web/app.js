@@ -175,7 +175,9 @@ async function joinRoom(name) {
   const res = await c.call('chat.join', { room: name });
   const r = roomOf(name);
   r.members = new Set(res.members);
-  let since = r.last > 0 ? r.last : Math.max(0, res.offset - INITIAL_BACKLOG);
+  const rejoin = r.last > 0;
+  const before = r.seen.size;
+  let since = rejoin ? r.last : Math.max(0, res.offset - INITIAL_BACKLOG);
   for (let page = 0; page < MAX_PAGES && since < res.offset; page++) {
     const h = await c.call('chat.history', { room: name, since, limit: HISTORY_PAGE });
     if (r.last > 0 && h.messages.length > 0 && h.messages[0].offset > since + 1) {
@@ -185,6 +187,7 @@ async function joinRoom(name) {
     if (h.messages.length < HISTORY_PAGE) break;
     since = h.messages[h.messages.length - 1].offset;
   }
+  if (rejoin) addNote(r, `rejoined: ${r.seen.size - before} missed messages caught up from history`);
   render();
   return true;
 }
@@ -262,7 +265,7 @@ async function doSend(ev) {
     }
   }
   if (ok) $('message').value = '';
-  $('message').focus();
+  $('message').focus({ preventScroll: true });
 }
 
 function sendError(text) {
@@ -289,7 +292,7 @@ function el(tag, props = {}, ...children) {
   return e;
 }
 
-const clock = (ts) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const clock = (ts) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
 
 function render() {
   renderRooms();
@@ -299,7 +302,7 @@ function render() {
 
 function renderRooms() {
   const list = $('rooms');
-  list.replaceChildren(roomButton('', 'Inbox', 'broadcasts and direct messages'));
+  list.replaceChildren(roomButton('', 'Inbox', `${state.inbox.length} messages`));
   for (const r of state.rooms.values()) {
     const li = roomButton(r.name, `# ${r.name}`, `${r.members.size} members`);
     li.append(el('button', { type: 'button', class: 'icon', textContent: '×', title: `Leave ${r.name}`, 'aria-label': `Leave ${r.name}`, onclick: () => leaveRoom(r.name) }));
@@ -324,7 +327,8 @@ function renderMembers() {
     return;
   }
   for (const m of [...r.members].sort()) {
-    list.append(el('li', { class: m === state.me ? 'me' : '' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), m, m === state.me ? el('span', { class: 'hint', textContent: ' (you)' }) : null));
+    list.append(el('li', { class: m === state.me ? 'me' : '' }, el('span', { class: 'dot', 'aria-hidden': 'true' }),
+      el('span', { class: 'name', textContent: m }), m === state.me ? el('span', { class: 'hint', textContent: '(you)' }) : null));
   }
 }
 
