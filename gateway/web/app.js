@@ -55,10 +55,14 @@ function setState(kind, text) {
   for (const id of ['client-id', 'encoding', 'token']) $(id).disabled = on || kind === 'connecting';
 }
 
-function showError(text) {
+// showError shows a headline and an explanation under the connection
+// form; showError() hides it.
+function showError(head = '', detail = '') {
   const el = $('conn-error');
-  el.textContent = text;
-  el.hidden = !text;
+  el.replaceChildren(el.ownerDocument.createElement('strong'), el.ownerDocument.createElement('span'));
+  el.firstChild.textContent = head;
+  el.lastChild.textContent = detail;
+  el.hidden = !head;
 }
 
 function wsURL(id) {
@@ -71,14 +75,14 @@ async function doConnect(ev) {
   const id = $('client-id').value.trim();
   const protocol = $('encoding').value;
   const token = $('token').value.trim();
-  showError('');
+  showError();
   setState('connecting', `connecting as ${id} (${protocol})…`);
   let c;
   try {
     c = await connect(wsURL(id), token ? { protocol, token } : { protocol });
   } catch (err) {
     setState('failed', `connection failed (${protocol})`);
-    showError(await explainRefusal(id, token, err));
+    showError(...await explainRefusal(id, token, err));
     return;
   }
   state.client = c;
@@ -92,29 +96,33 @@ async function doConnect(ev) {
   for (const r of state.rooms.values()) await guard(`rejoining ${r.name}`, () => joinRoom(r.name));
 }
 
-// explainRefusal says why a handshake failed. A browser sees only close
+// explainRefusal says why a handshake failed, as a headline and details. A browser sees only close
 // 1006 when the server refuses the upgrade: the HTTP status and body are
 // hidden from page scripts. The page asks the gateway itself with a plain
 // GET of the same /ws/{id} URL (the token as Authorization: Bearer),
 // which goes through the same origin and token checks and, being no
 // upgrade, shows their answer.
 async function explainRefusal(id, token, err) {
-  const base = `The WebSocket handshake failed (${err.message || err}). A browser is told only ` +
-    'close 1006: the status and reason of a refused handshake are hidden from pages.';
+  const why = 'A browser sees only close 1006 when a handshake is refused (the HTTP status and reason are ' +
+    'hidden from pages), so the page asked the gateway with a plain request to /ws/' + id + '.';
   let res;
   try {
     res = await fetch(`/ws/${encodeURIComponent(id)}`, {
       cache: 'no-store', headers: token ? { Authorization: `Bearer ${token}` } : {},
     });
   } catch {
-    return `${base} The gateway does not answer at all: is it running?`;
+    return ['The gateway does not answer: is it running?', `The handshake failed: ${err.message || err}.`];
   }
   const body = (await res.text()).trim();
-  if (res.status === 401) return `${base} The gateway refuses the token: ${body} (HTTP 401). Give a valid token whose sub is "${id}".`;
-  if (res.status === 403) return `${base} The gateway refuses this page's origin (HTTP 403): start it with -allowed-origins.`;
-  if (res.status === 503) return `${base} The gateway is full or shutting down (HTTP 503): ${body}.`;
-  if (res.status === 400 && /client id/i.test(body)) return `${base} ${body} (HTTP 400).`;
-  return `${base} A plain request passes the gateway's checks (HTTP ${res.status}); look for a "refused" line in the gateway's log, or a proxy in between.`;
+  switch (res.status) {
+    case 401: return [`Refused: ${body} (HTTP 401).`, `Give a token whose sub is "${id}", signed with the gateway's -jwt-secret. ${why}`];
+    case 403: return ['Refused: this page\'s origin is not allowed (HTTP 403).', `Start the gateway with -allowed-origins. ${why}`];
+    case 503: return [`Refused: ${body} (HTTP 503).`, `The gateway is full or shutting down. ${why}`];
+    default:
+      if (res.status === 400 && /client id/i.test(body)) return [`Refused: ${body} (HTTP 400).`, why];
+      return [`The handshake failed: ${err.message || err}.`,
+        `A plain request passes the gateway's checks (HTTP ${res.status}): look for a "refused" line in the gateway's log, or a proxy in between.`];
+  }
 }
 
 function onClose(c, { code, reason }) {
