@@ -180,21 +180,23 @@ async function doJoin(ev) {
 // Pushes that arrive meanwhile are merged by offset, so nothing shows twice.
 async function joinRoom(name) {
   const c = state.client;
+  const rejoin = state.rooms.has(name);
   const res = await c.call('chat.join', { room: name });
   const r = roomOf(name);
   r.members = new Set(res.members);
-  const rejoin = r.last > 0;
   const before = r.seen.size;
   let since = rejoin ? r.last : Math.max(0, res.offset - INITIAL_BACKLOG);
   for (let page = 0; page < MAX_PAGES && since < res.offset; page++) {
     const h = await c.call('chat.history', { room: name, since, limit: HISTORY_PAGE });
-    if (r.last > 0 && h.messages.length > 0 && h.messages[0].offset > since + 1) {
+    if (rejoin && h.messages.length > 0 && h.messages[0].offset > since + 1) {
       addNote(r, `${h.messages[0].offset - since - 1} messages are no longer in the room's history`);
     }
     for (const m of h.messages) addMessage(r, m);
     if (h.messages.length < HISTORY_PAGE) break;
     since = h.messages[h.messages.length - 1].offset;
   }
+  // From here on every message comes as a push, or from the next catch-up.
+  r.last = Math.max(r.last, res.offset);
   if (rejoin) addNote(r, `rejoined: ${r.seen.size - before} missed messages caught up from history`);
   render();
   return true;
