@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/gateway/web"
 	"github.com/subgate/subgate/protocols"
 	"github.com/subgate/subgate/protocols/chat"
 )
@@ -278,6 +279,11 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /ws/{client_id}", s.serveWS)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	// The demo page and the JavaScript client module (gateway/web).
+	s.mux.Handle("GET /{$}", web.Handler("index.html"))
+	for _, name := range []string{"client.js", "app.js", "style.css"} {
+		s.mux.Handle("GET /"+name, web.Handler(name))
+	}
 	if cfg.MetricsPath != "off" {
 		s.mux.Handle("GET "+cfg.MetricsPath, s.m.handler())
 	}

@@ -35,8 +35,15 @@ func gate(t *testing.T) {
 // checks that every client connection was closed.
 func startGateway(t *testing.T) (string, *gateway.Server) {
 	t.Helper()
+	return startGatewayConfig(t, gateway.Config{})
+}
+
+// startGatewayConfig is startGateway with cfg (its Logger is replaced).
+func startGatewayConfig(t *testing.T, cfg gateway.Config) (string, *gateway.Server) {
+	t.Helper()
 	logs := &testutil.SyncBuffer{}
-	srv, err := gateway.New(gateway.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	srv, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}

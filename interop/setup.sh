@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the interop tests (SUBGATE_INTEROP=1 go test ./interop/) need:
-#   - the Node client's dependencies (npm ci from interop/node/package-lock.json),
-#     only when node_modules is missing or older than package-lock.json;
+#   - the Node client's dependencies (npm ci from interop/node/package-lock.json)
+#     and the browser tests' playwright-core (interop/browser), each only when
+#     node_modules is missing or older than package-lock.json;
+#   - Debian's chromium at /usr/bin/chromium, which the browser tests drive,
+#     only when it is missing;
 #   - Debian's python3-websockets, python3-msgpack and python3-pynvim (its
 #     pynvim.msgpack_rpc, for the reply-loop test) for /usr/bin/python3,
 #     only when they cannot be imported (apt-get needs root; otherwise the
@@ -10,13 +13,33 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-node_dir="$here/node"
-if [ ! -d "$node_dir/node_modules" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
-  echo "== interop/setup.sh: npm ci in $node_dir"
-  (cd "$node_dir" && npm ci --no-audit --no-fund)
-  touch "$node_dir/node_modules"
+# npm_ci DIR runs npm ci in DIR when its node_modules is missing or older
+# than its package-lock.json.
+npm_ci() {
+  local dir="$1"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "== interop/setup.sh: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+    touch "$dir/node_modules"
+  else
+    echo "== interop/setup.sh: $dir/node_modules is up to date"
+  fi
+}
+
+npm_ci "$here/node"
+npm_ci "$here/browser"
+
+if [ -x /usr/bin/chromium ]; then
+  echo "== interop/setup.sh: /usr/bin/chromium is installed"
 else
-  echo "== interop/setup.sh: $node_dir/node_modules is up to date"
+  cmd="apt-get update && apt-get install -y --no-install-recommends chromium"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "interop/setup.sh: /usr/bin/chromium is missing (the browser tests drive it); run as root: $cmd" >&2
+    exit 1
+  fi
+  echo "== interop/setup.sh: $cmd"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 fi
 
 imports='import websockets, msgpack, pynvim.msgpack_rpc'
