@@ -54,6 +54,16 @@ func TestBrowserClientJS(t *testing.T) {
 	waitNoConns(t, srv)
 }
 
+// TestBrowserREADME runs the README's browser snippet of /client.js, as
+// README.md has it, in each encoding (browser/readme.mjs).
+func TestBrowserREADME(t *testing.T) {
+	gate(t)
+	node := browserPrereqs(t)
+	base, srv := startGateway(t)
+	runScript(t, "browser", node, "readme.mjs", base)
+	waitNoConns(t, srv)
+}
+
 // TestBrowserJWT runs the demo page against a gateway with a JWT secret:
 // the token field, and the page's explanation of a refused handshake
 // (browser/jwt.mjs).

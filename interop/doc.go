@@ -28,11 +28,22 @@
 // the library receives only the frames it should, ending with a normal
 // call's result.
 //
+// The gateway's own JavaScript module, /client.js, is tested here too:
+// node/clientjs.mjs runs it in Node on the bytes the gateway serves (every
+// golden vector, a MessagePack cross-check against @msgpack/msgpack, every
+// method against a live gateway; TestClientJS), node/clientjs-example.mjs
+// is the README's Node example (TestClientJSExample), and browser/ drives
+// Debian's Chromium with playwright-core: the demo page in three pages,
+// one per encoding (TestBrowserPage), /client.js through page.evaluate
+// (TestBrowserClientJS), the README's browser snippet (TestBrowserREADME)
+// and the token field against a gateway with a JWT secret
+// (TestBrowserJWT).
+//
 // The tests need Node.js, npm packages and Debian packages that a plain
 // `go test ./...` does not, so they are skipped unless SUBGATE_INTEROP=1.
 // Install the prerequisites, then run them:
 //
-//	bash interop/setup.sh   # npm ci in interop/node; apt-get install python3-websockets python3-msgpack python3-pynvim
+//	bash interop/setup.sh   # npm ci in interop/node and interop/browser; apt-get install chromium python3-websockets python3-msgpack python3-pynvim
 //	SUBGATE_INTEROP=1 go test -race -count=1 -v ./interop/
 //
 // With SUBGATE_INTEROP=1 a missing prerequisite (node, interop/node/node_modules,
