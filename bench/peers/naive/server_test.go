@@ -49,6 +49,12 @@ func dialNaive(t *testing.T, base string, id int) *client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// The server adds a connection to its broadcast set after the upgrade,
+	// and a reply comes from the read loop that starts after that: once a
+	// ping is answered, broadcasts reach this connection.
+	if err := call(t, c, chat.MethodPing, chat.PingParams{}, nil); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
