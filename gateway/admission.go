@@ -80,6 +80,7 @@ var (
 	refuseNotGet    = &refusal{http.StatusMethodNotAllowed, "not_get", refusedBadRequest, "a WebSocket upgrade is a GET"}
 	refuseBadID     = &refusal{http.StatusBadRequest, "client_id", refusedBadRequest, "client id must be 1-64 characters of [A-Za-z0-9._-]"}
 	refuseDraining  = &refusal{http.StatusServiceUnavailable, "draining", refusedDraining, "server shutting down"}
+	refuseHub       = &refusal{http.StatusServiceUnavailable, "hub", refusedUnavailable, "service unavailable: try again"}
 	refuseMaxConns  = &refusal{http.StatusServiceUnavailable, "max_conns", refusedCap, "server at its connection limit"}
 	refusePerIP     = &refusal{http.StatusServiceUnavailable, "max_conns_per_ip", refusedCap, "too many connections from your address"}
 	refuseOrigin    = &refusal{http.StatusForbidden, "origin", refusedOrigin, "origin not allowed"}

@@ -37,12 +37,12 @@ func BenchmarkBroadcast(b *testing.B) {
 			peers := make([]*countingPeer, n)
 			for i := range peers {
 				peers[i] = &countingPeer{id: fmt.Sprint("p", i), codec: allCodecs[i%len(allCodecs)]}
-				hub.Attach(peers[i])
+				hub.Attach(bg, peers[i])
 			}
 			msg := &chat.Message{From: "alice", Message: "hello, world", TS: 1764000000123}
 			b.ReportAllocs()
 			for b.Loop() {
-				if got := hub.Broadcast(NewPush(chat.PushMessage, msg)); got != n {
+				if got, err := hub.Broadcast(bg, NewPush(chat.PushMessage, msg)); err != nil || got != n {
 					b.Fatalf("delivered %d", got)
 				}
 			}

@@ -45,7 +45,10 @@ func (s *chatService) broadcast(ctx context.Context, p *chat.BroadcastParams) (*
 		return nil, err
 	}
 	m := &chat.Message{From: caller(ctx), Message: p.Message, TS: s.now().UnixMilli()}
-	n := s.hub.Broadcast(NewPush(chat.PushMessage, m))
+	n, err := s.hub.Broadcast(ctx, NewPush(chat.PushMessage, m))
+	if err != nil {
+		return nil, hubError(err, "")
+	}
 	return &chat.BroadcastResult{Status: "ok", Delivered: uint64(n)}, nil
 }
 
@@ -53,7 +56,7 @@ func (s *chatService) join(ctx context.Context, p *chat.JoinParams) (*chat.JoinR
 	if err := checkRoom(p.Room); err != nil {
 		return nil, err
 	}
-	members, offset, err := s.hub.Join(p.Room, caller(ctx))
+	members, offset, err := s.hub.Join(ctx, p.Room, caller(ctx))
 	if err != nil {
 		return nil, hubError(err, p.Room)
 	}
@@ -64,7 +67,7 @@ func (s *chatService) leave(ctx context.Context, p *chat.LeaveParams) (*chat.Lea
 	if err := checkRoom(p.Room); err != nil {
 		return nil, err
 	}
-	if err := s.hub.Leave(p.Room, caller(ctx)); err != nil {
+	if err := s.hub.Leave(ctx, p.Room, caller(ctx)); err != nil {
 		return nil, hubError(err, p.Room)
 	}
 	return &chat.LeaveResult{Room: p.Room}, nil
@@ -77,7 +80,7 @@ func (s *chatService) send(ctx context.Context, p *chat.SendParams) (*chat.SendR
 	if err := checkText(p.Message); err != nil {
 		return nil, err
 	}
-	off, err := s.hub.Send(chat.Message{Room: p.Room, From: caller(ctx), Message: p.Message, TS: s.now().UnixMilli()})
+	off, err := s.hub.Send(ctx, chat.Message{Room: p.Room, From: caller(ctx), Message: p.Message, TS: s.now().UnixMilli()})
 	if err != nil {
 		return nil, hubError(err, p.Room)
 	}
@@ -92,7 +95,10 @@ func (s *chatService) direct(ctx context.Context, p *chat.DirectParams) (*chat.D
 		return nil, err
 	}
 	m := &chat.Message{From: caller(ctx), To: p.To, Message: p.Message, TS: s.now().UnixMilli()}
-	n := s.hub.Direct(p.To, NewPush(chat.PushMessage, m))
+	n, err := s.hub.Direct(ctx, p.To, NewPush(chat.PushMessage, m))
+	if err != nil {
+		return nil, hubError(err, "")
+	}
 	if n == 0 {
 		return nil, chat.NewError(chat.CodeUnknownClient, p.To)
 	}
@@ -103,7 +109,11 @@ func (s *chatService) members(ctx context.Context, p *chat.MembersParams) (*chat
 	if err := checkRoom(p.Room); err != nil {
 		return nil, err
 	}
-	return &chat.MembersResult{Room: p.Room, Members: s.hub.Members(p.Room)}, nil
+	members, err := s.hub.Members(ctx, p.Room)
+	if err != nil {
+		return nil, hubError(err, p.Room)
+	}
+	return &chat.MembersResult{Room: p.Room, Members: members}, nil
 }
 
 func (s *chatService) history(ctx context.Context, p *chat.HistoryParams) (*chat.HistoryResult, error) {
@@ -117,7 +127,11 @@ func (s *chatService) history(ctx context.Context, p *chat.HistoryParams) (*chat
 	if limit > chat.MaxHistoryLimit {
 		return nil, codec.InvalidParams(historyLimitDetail)
 	}
-	return &chat.HistoryResult{Room: p.Room, Messages: s.hub.History(p.Room, p.Since, limit)}, nil
+	msgs, err := s.hub.History(ctx, p.Room, p.Since, limit)
+	if err != nil {
+		return nil, hubError(err, p.Room)
+	}
+	return &chat.HistoryResult{Room: p.Room, Messages: msgs}, nil
 }
 
 func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*chat.DiscoverResult, error) {
@@ -128,7 +142,9 @@ func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*ch
 // chat.MaxHistoryLimit.
 var historyLimitDetail = fmt.Sprintf("limit: at most %d", chat.MaxHistoryLimit)
 
-// hubError turns a hub error into the chat error a client gets.
+// hubError turns a hub error into the chat error a client gets. Any other
+// error (a hub that could not answer) is an internal error, logged with
+// the call.
 func hubError(err error, room string) error {
 	if errors.Is(err, ErrNotMember) {
 		return chat.NewError(chat.CodeNotMember, room)

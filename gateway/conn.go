@@ -363,8 +363,13 @@ func (c *Conn) limitDeadlines(t time.Time) {
 // its rooms.
 func (c *Conn) leaveHub() {
 	c.left.Do(func() {
-		if c.live {
-			c.srv.hub.Detach(c)
+		if !c.live {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.CloseTimeout)
+		defer cancel()
+		if err := c.srv.hub.Detach(ctx, c); err != nil {
+			c.srv.log.Error("hub detach failed", "client_id", c.info.ClientID, "conn", c.info.ID, "err", err)
 		}
 	})
 }

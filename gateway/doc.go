@@ -85,7 +85,12 @@
 //
 // Rooms, presence, history and delivery live behind the Hub interface. The
 // in-process hub (NewMemoryHub) is the default; nothing else in the package
-// assumes a single process. A push is encoded at most once per codec and
+// assumes a single process. Every Hub method takes a context and returns
+// an error, as a hub on a network must: Attach is bounded by the handshake
+// timeout and its failure refuses the upgrade with 503; Detach by the
+// close timeout, and its failure is logged; a call's hub error other than
+// the documented ones (ErrNotMember, ErrNotAttached, *LimitError) answers
+// -32603 and is logged, never a wrong result. A push is encoded at most once per codec and
 // the same bytes are queued to every recipient that speaks it.
 //
 // The in-process hub is bounded (HubLimits, from Config): a client id is

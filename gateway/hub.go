@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"container/list"
+	"context"
 	"errors"
 	"sort"
 	"strings"
@@ -72,26 +73,37 @@ func (c *Conn) Deliver(p *Push) bool {
 // Hub keeps rooms, presence and history and delivers pushes. Every method
 // is safe for concurrent use. The in-process implementation is
 // NewMemoryHub; a hub spanning nodes implements the same interface.
+//
+// Every method takes a context, which bounds what a hub on a network may
+// wait for, and returns an error: a hub that cannot answer says so
+// instead of answering wrongly. The in-process hub never waits and fails
+// only with the errors documented on each method.
 type Hub interface {
 	// Attach and Detach register a live connection. Detaching the last
-	// connection of a client id makes it leave all its rooms.
-	Attach(p Peer)
-	Detach(p Peer)
+	// connection of a client id makes it leave all its rooms. An Attach
+	// error refuses the connection (503); a Detach error is logged (the
+	// connection is gone either way).
+	Attach(ctx context.Context, p Peer) error
+	Detach(ctx context.Context, p Peer) error
 	// Join adds the client to a room (idempotent) and pushes chat.presence
 	// "join" to the other members if it was not there yet. A bound of the
-	// hub may refuse it with a *LimitError.
-	Join(room, client string) (members []string, offset uint64, err error)
+	// hub may refuse it with a *LimitError; a client with no live
+	// connection gets ErrNotAttached.
+	Join(ctx context.Context, room, client string) (members []string, offset uint64, err error)
 	// Leave removes the client; ErrNotMember when it was not there.
-	Leave(room, client string) error
-	Members(room string) []string
+	Leave(ctx context.Context, room, client string) error
+	Members(ctx context.Context, room string) ([]string, error)
 	// Send stores a room message and pushes it to every member; the message
-	// gets the next offset, which Send fills in and returns.
-	Send(m chat.Message) (offset uint64, err error)
-	History(room string, since, limit uint64) []chat.HistoryEntry
+	// gets the next offset, which Send fills in and returns. ErrNotMember
+	// when the sender is not in the room.
+	Send(ctx context.Context, m chat.Message) (offset uint64, err error)
+	History(ctx context.Context, room string, since, limit uint64) ([]chat.HistoryEntry, error)
 	// Broadcast pushes to every connection; Direct to every connection of a
-	// client id. Both return the number of connections it was queued to.
-	Broadcast(p *Push) int
-	Direct(client string, p *Push) int
+	// client id. Both return the number of connections the push was queued
+	// to: on one node, its own; across nodes, the sum of those every node
+	// reported (a node that does not answer in time is not counted).
+	Broadcast(ctx context.Context, p *Push) (int, error)
+	Direct(ctx context.Context, client string, p *Push) (int, error)
 }
 
 // HubStats are a hub's sizes, for metrics. A hub that has them implements
@@ -153,7 +165,7 @@ func (h *memoryHub) Stats() HubStats {
 	return HubStats{Rooms: len(h.rooms), HistoryBytes: h.historyBytes}
 }
 
-func (h *memoryHub) Attach(p Peer) {
+func (h *memoryHub) Attach(_ context.Context, p Peer) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	set := h.clients[p.ClientID()]
@@ -162,26 +174,28 @@ func (h *memoryHub) Attach(p Peer) {
 		h.clients[p.ClientID()] = set
 	}
 	set[p] = struct{}{}
+	return nil
 }
 
 // Detach costs O(rooms of the client): it walks the client's index.
-func (h *memoryHub) Detach(p Peer) {
+func (h *memoryHub) Detach(_ context.Context, p Peer) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id := p.ClientID()
 	set := h.clients[id]
 	delete(set, p)
 	if len(set) > 0 {
-		return
+		return nil
 	}
 	delete(h.clients, id)
 	for _, r := range h.joined[id] {
 		h.leaveLocked(r, id)
 	}
 	delete(h.joined, id)
+	return nil
 }
 
-func (h *memoryHub) Join(name, client string) ([]string, uint64, error) {
+func (h *memoryHub) Join(_ context.Context, name, client string) ([]string, uint64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.clients[client]) == 0 {
@@ -253,7 +267,7 @@ func (h *memoryHub) settleLocked(r *room) {
 	}
 }
 
-func (h *memoryHub) Leave(name, client string) error {
+func (h *memoryHub) Leave(_ context.Context, name, client string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rooms[name]
@@ -276,16 +290,16 @@ func (h *memoryHub) leaveLocked(r *room, client string) {
 	h.settleLocked(r)
 }
 
-func (h *memoryHub) Members(name string) []string {
+func (h *memoryHub) Members(_ context.Context, name string) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rooms[name]; r != nil {
-		return sortedKeys(r.members)
+		return sortedKeys(r.members), nil
 	}
-	return []string{}
+	return []string{}, nil
 }
 
-func (h *memoryHub) Send(m chat.Message) (uint64, error) {
+func (h *memoryHub) Send(_ context.Context, m chat.Message) (uint64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rooms[m.Room]
@@ -339,30 +353,30 @@ func (h *memoryHub) trimNodeLocked(cost int) {
 	}
 }
 
-func (h *memoryHub) History(name string, since, limit uint64) []chat.HistoryEntry {
+func (h *memoryHub) History(_ context.Context, name string, since, limit uint64) ([]chat.HistoryEntry, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rooms[name]
 	if r == nil {
-		return []chat.HistoryEntry{}
+		return []chat.HistoryEntry{}, nil
 	}
-	return r.entries(since, limit)
+	return r.entries(since, limit), nil
 }
 
-func (h *memoryHub) Broadcast(p *Push) int {
+func (h *memoryHub) Broadcast(_ context.Context, p *Push) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
 	for _, set := range h.clients {
 		n += deliverAll(set, p)
 	}
-	return n
+	return n, nil
 }
 
-func (h *memoryHub) Direct(client string, p *Push) int {
+func (h *memoryHub) Direct(_ context.Context, client string, p *Push) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return deliverAll(h.clients[client], p)
+	return deliverAll(h.clients[client], p), nil
 }
 
 // toRoomLocked pushes to every connection of every member but except.

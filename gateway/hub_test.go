@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"reflect"
 	"runtime"
 	"strings"
@@ -35,14 +36,36 @@ func testHub(t testing.TB, lim HubLimits, ids ...string) *memoryHub {
 	t.Helper()
 	h := NewMemoryHub(lim).(*memoryHub)
 	for _, id := range ids {
-		h.Attach(&countingPeer{id: id, codec: allCodecs[0]})
+		h.Attach(bg, &countingPeer{id: id, codec: allCodecs[0]})
 	}
 	return h
 }
 
+// bg is the context of hub calls in tests: the in-process hub never waits.
+var bg = context.Background()
+
+// members and history call the hub and fail the test on an error.
+func members(t testing.TB, h Hub, room string) []string {
+	t.Helper()
+	m, err := h.Members(bg, room)
+	if err != nil {
+		t.Fatalf("members of %s: %v", room, err)
+	}
+	return m
+}
+
+func history(t testing.TB, h Hub, room string, since, limit uint64) []chat.HistoryEntry {
+	t.Helper()
+	e, err := h.History(bg, room, since, limit)
+	if err != nil {
+		t.Fatalf("history of %s: %v", room, err)
+	}
+	return e
+}
+
 func mustJoin(t testing.TB, h Hub, room, client string) uint64 {
 	t.Helper()
-	_, off, err := h.Join(room, client)
+	_, off, err := h.Join(bg, room, client)
 	if err != nil {
 		t.Fatalf("%s joins %s: %v", client, room, err)
 	}
@@ -51,7 +74,7 @@ func mustJoin(t testing.TB, h Hub, room, client string) uint64 {
 
 func mustSend(t testing.TB, h Hub, room, from, text string) uint64 {
 	t.Helper()
-	off, err := h.Send(chat.Message{Room: room, From: from, Message: text})
+	off, err := h.Send(bg, chat.Message{Room: room, From: from, Message: text})
 	if err != nil {
 		t.Fatalf("%s sends to %s: %v", from, room, err)
 	}
@@ -170,20 +193,20 @@ func TestRoomsPerNodeBound(t *testing.T) {
 func TestEmptyRoomDeleted(t *testing.T) {
 	h := testHub(t, HubLimits{}, "b")
 	a := &countingPeer{id: "a", codec: allCodecs[0]}
-	h.Attach(a)
+	h.Attach(bg, a)
 	mustJoin(t, h, "quiet", "a")
-	if err := h.Leave("quiet", "a"); err != nil || h.hasRoom("quiet") {
+	if err := h.Leave(bg, "quiet", "a"); err != nil || h.hasRoom("quiet") {
 		t.Fatalf("leave: %v, room kept: %v", err, h.hasRoom("quiet"))
 	}
 	mustJoin(t, h, "alone", "a")
 	mustJoin(t, h, "pair", "a")
 	mustJoin(t, h, "pair", "b")
-	h.Detach(a)
-	if h.hasRoom("alone") || !reflect.DeepEqual(h.Members("pair"), []string{"b"}) {
-		t.Fatalf("after detach: alone kept %v, pair members %v", h.hasRoom("alone"), h.Members("pair"))
+	h.Detach(bg, a)
+	if h.hasRoom("alone") || !reflect.DeepEqual(members(t, h, "pair"), []string{"b"}) {
+		t.Fatalf("after detach: alone kept %v, pair members %v", h.hasRoom("alone"), members(t, h, "pair"))
 	}
 	mustSend(t, h, "pair", "b", "hello")
-	if err := h.Leave("pair", "b"); err != nil || !h.hasRoom("pair") {
+	if err := h.Leave(bg, "pair", "b"); err != nil || !h.hasRoom("pair") {
 		t.Fatalf("a room with history was deleted on leave (%v)", err)
 	}
 	if s := h.state(t); s.rooms != 1 || s.idle != 1 {
@@ -199,8 +222,8 @@ func TestDetachTouchesOnlyOwnRooms(t *testing.T) {
 	h := testHub(t, HubLimits{}, "other")
 	leaver := &recordingPeer{id: "leaver"}
 	watcher := &recordingPeer{id: "other"}
-	h.Attach(leaver)
-	h.Attach(watcher)
+	h.Attach(bg, leaver)
+	h.Attach(bg, watcher)
 	for i := range 20 {
 		mustJoin(t, h, fmt.Sprint("o", i), "other")
 		mustSend(t, h, fmt.Sprint("o", i), "other", "kept")
@@ -211,7 +234,7 @@ func TestDetachTouchesOnlyOwnRooms(t *testing.T) {
 	mustJoin(t, h, "o0", "leaver")
 	before := h.state(t)
 	watcher.pushes = nil
-	h.Detach(leaver)
+	h.Detach(bg, leaver)
 	after := h.state(t)
 	if after.clientsIndexed != 1 || after.rooms != before.rooms-5 || after.historyBytes != before.historyBytes || after.busy != 20 {
 		t.Fatalf("before %+v, after %+v", before, after)
@@ -247,7 +270,7 @@ func TestHistoryBytesPerRoomBound(t *testing.T) {
 	for range 30 {
 		mustSend(t, h, "r", "a", text)
 	}
-	got := h.History("r", 0, chat.MaxHistoryLimit)
+	got := history(t, h, "r", 0, chat.MaxHistoryLimit)
 	if len(got) != 10 || got[0].Offset != 21 || got[9].Offset != 30 {
 		t.Fatalf("kept %d messages, offsets %d..%d", len(got), got[0].Offset, got[len(got)-1].Offset)
 	}
@@ -259,7 +282,7 @@ func TestHistoryBytesPerRoomBound(t *testing.T) {
 	mustJoin(t, h, "r", "a")
 	mustSend(t, h, "r", "a", "one")
 	mustSend(t, h, "r", "a", "two")
-	if got := h.History("r", 0, 10); len(got) != 1 || got[0].Message != "two" {
+	if got := history(t, h, "r", 0, 10); len(got) != 1 || got[0].Message != "two" {
 		t.Fatalf("history: %+v", got)
 	}
 }
@@ -278,7 +301,7 @@ func TestNodeHistoryBudget(t *testing.T) {
 		for range 4 {
 			mustSend(t, h, room, "a", text)
 		}
-		if err := h.Leave(room, "a"); err != nil {
+		if err := h.Leave(bg, room, "a"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,7 +312,7 @@ func TestNodeHistoryBudget(t *testing.T) {
 		for i := range 50 {
 			room := fmt.Sprint("busy", i)
 			off := mustSend(t, h, room, "a", text)
-			if got := h.History(room, off-1, 1); len(got) != 1 || got[0].Offset != off {
+			if got := history(t, h, room, off-1, 1); len(got) != 1 || got[0].Offset != off {
 				t.Fatalf("%s lost its newest message %d: %+v", room, off, got)
 			}
 		}
@@ -352,14 +375,14 @@ func TestOffsetsNeverRepeat(t *testing.T) {
 	for range 3 {
 		mustSend(t, h, "r", "a", "old")
 	}
-	if err := h.Leave("r", "a"); err != nil {
+	if err := h.Leave(bg, "r", "a"); err != nil {
 		t.Fatal(err)
 	}
 	mustJoin(t, h, "evictor", "a") // at MaxRooms 1: r goes, history and all
 	if h.hasRoom("r") {
 		t.Fatal("r was not evicted")
 	}
-	if err := h.Leave("evictor", "a"); err != nil {
+	if err := h.Leave(bg, "evictor", "a"); err != nil {
 		t.Fatal(err)
 	}
 	if off := mustJoin(t, h, "r", "a"); off != 3 {
@@ -368,7 +391,7 @@ func TestOffsetsNeverRepeat(t *testing.T) {
 	if off := mustSend(t, h, "r", "a", "new"); off != 4 {
 		t.Fatalf("first message of the re-created room: offset %d, want 4", off)
 	}
-	if got := h.History("r", 3, 10); len(got) != 1 || got[0].Message != "new" {
+	if got := history(t, h, "r", 3, 10); len(got) != 1 || got[0].Message != "new" {
 		t.Fatalf("since 3: %+v", got)
 	}
 }
@@ -377,7 +400,7 @@ func TestOffsetsNeverRepeat(t *testing.T) {
 // end would pin its room forever.
 func TestJoinNeedsLiveConnection(t *testing.T) {
 	h := testHub(t, HubLimits{})
-	if _, _, err := h.Join("r", "ghost"); !errors.Is(err, ErrNotAttached) {
+	if _, _, err := h.Join(bg, "r", "ghost"); !errors.Is(err, ErrNotAttached) {
 		t.Fatalf("join without a connection: %v", err)
 	}
 	if h.hasRoom("r") {
@@ -442,13 +465,58 @@ func BenchmarkDetach(b *testing.B) {
 			p := &countingPeer{id: "visitor", codec: allCodecs[0]}
 			for b.Loop() {
 				b.StopTimer()
-				h.Attach(p)
+				h.Attach(bg, p)
 				for i := range 10 {
 					mustJoin(b, h, fmt.Sprint("r", i*(n/10)), "visitor")
 				}
 				b.StartTimer()
-				h.Detach(p)
+				h.Detach(bg, p)
 			}
 		})
+	}
+}
+
+// errBus is what a hub on a network answers when it cannot reach its bus.
+var errBus = errors.New("test: the bus is down")
+
+// failingHub wraps the in-process hub; attach makes Attach fail, and
+// History and Broadcast always fail.
+type failingHub struct {
+	Hub
+	attach bool
+}
+
+func (f failingHub) Attach(ctx context.Context, p Peer) error {
+	if f.attach {
+		return errBus
+	}
+	return f.Hub.Attach(ctx, p)
+}
+
+func (f failingHub) History(context.Context, string, uint64, uint64) ([]chat.HistoryEntry, error) {
+	return nil, errBus
+}
+
+func (f failingHub) Broadcast(context.Context, *Push) (int, error) { return 0, errBus }
+
+// A hub that cannot answer refuses the upgrade with 503 when it cannot
+// register the connection, and fails a call with -32603 (logged), never
+// with a wrong answer.
+func TestHubErrors(t *testing.T) {
+	srv, addr := startServer(t, Config{Hub: failingHub{Hub: NewMemoryHub(HubLimits{}), attach: true}})
+	upgrade(t, addr, addr, "/ws/a", "").expectStatus(http.StatusServiceUnavailable, refuseHub.text)
+	expectMetric(t, srv, 1, "subgate_handshakes_refused_total", "reason=unavailable")
+	expectNoConns(t, srv)
+
+	_, addr = startServer(t, Config{Hub: failingHub{Hub: NewMemoryHub(HubLimits{})}})
+	for _, proto := range allProtos {
+		c := dial(t, addr, "b-"+proto, proto)
+		call[chat.JoinResult](t, c, chat.MethodJoin, &chat.JoinParams{Room: "r"})
+		if code := callErr(t, c, chat.MethodHistory, &chat.HistoryParams{Room: "r"}); code != codec.CodeInternalError {
+			t.Errorf("%s: history on a failing hub: %d, want -32603", proto, code)
+		}
+		if code := callErr(t, c, chat.MethodBroadcast, &chat.BroadcastParams{Message: "x"}); code != codec.CodeInternalError {
+			t.Errorf("%s: broadcast on a failing hub: %d, want -32603", proto, code)
+		}
 	}
 }

@@ -15,15 +15,16 @@ import (
 // Refusal kinds: the reason label of subgate_handshakes_refused_total.
 // The log's reason field is finer (max_conns, token_expired, ...).
 const (
-	refusedOrigin     = "origin"      // 403: Origin not allowed
-	refusedAuth       = "auth"        // 401: token missing or invalid
-	refusedCap        = "cap"         // 503: a connection cap or the fd budget
-	refusedDraining   = "draining"    // 503: the server is shutting down
-	refusedNoProtocol = "no_protocol" // 400, or 101 then 1002: nothing offered is enabled
-	refusedBadRequest = "bad_request" // 400/405: bad client id, not GET, bad upgrade headers
+	refusedOrigin      = "origin"      // 403: Origin not allowed
+	refusedAuth        = "auth"        // 401: token missing or invalid
+	refusedCap         = "cap"         // 503: a connection cap or the fd budget
+	refusedDraining    = "draining"    // 503: the server is shutting down
+	refusedNoProtocol  = "no_protocol" // 400, or 101 then 1002: nothing offered is enabled
+	refusedBadRequest  = "bad_request" // 400/405: bad client id, not GET, bad upgrade headers
+	refusedUnavailable = "unavailable" // 503: the hub could not register the connection
 )
 
-var refusalKinds = []string{refusedOrigin, refusedAuth, refusedCap, refusedDraining, refusedNoProtocol, refusedBadRequest}
+var refusalKinds = []string{refusedOrigin, refusedAuth, refusedCap, refusedDraining, refusedNoProtocol, refusedBadRequest, refusedUnavailable}
 
 // Method labels for calls that name no registered method: the label set
 // must not be the client's to grow.

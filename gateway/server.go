@@ -444,8 +444,15 @@ func (s *Server) register(c *Conn, live bool) *refusal {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	if live {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+		err := s.hub.Attach(ctx, c)
+		cancel()
+		if err != nil {
+			s.log.Error("hub attach failed", "client_id", c.info.ClientID, "err", err)
+			s.unregister(c)
+			return refuseHub
+		}
 		c.live = true
-		s.hub.Attach(c)
 	}
 	return nil
 }
