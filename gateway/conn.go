@@ -31,10 +31,9 @@ type Conn struct {
 	// and writer goroutines start after that and use them without the lock.
 	nc net.Conn
 	br *bufio.Reader
-	// bw buffers writes to nc. It belongs to whoever set writing: the
-	// writer goroutine while it flushes, or a goroutine writing its own
-	// reply directly (sendReply).
-	bw *bufio.Writer
+	// serving is set by serve (under mu): from then on a reply may be
+	// written directly by its call's goroutine (sendReply).
+	serving bool
 
 	mu sync.Mutex
 	// queue holds frames the writer has not taken yet. pending counts the
@@ -54,7 +53,7 @@ type Conn struct {
 	writeBy time.Time // the writer's current deadline
 	limitBy time.Time // no write deadline later than this (shutdown); zero: none
 	sent    bool      // the close frame was written to the socket
-	writing bool      // someone owns the socket's write side (and bw)
+	writing bool      // someone owns the socket's write side (its write buffer comes from a pool)
 	wake    chan struct{}
 	written chan struct{} // closed when the writer has finished
 
@@ -223,7 +222,7 @@ func (c *Conn) sendReply(r reply) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if !c.writing && len(c.queue) == 0 && c.bw != nil && !c.moreInput.Load() {
+	if !c.writing && len(c.queue) == 0 && c.serving && !c.moreInput.Load() {
 		c.writeDirect(r) // unlocks
 		return true
 	}
@@ -231,6 +230,22 @@ func (c *Conn) sendReply(r reply) bool {
 	c.mu.Unlock()
 	c.wakeWriter()
 	return true
+}
+
+// writers are the buffers of writes to sockets. A flush takes one and
+// gives it back, so that a connection with nothing to write holds no write
+// buffer (4 KiB each otherwise).
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+func getWriter(nc net.Conn) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(nc)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writers.Put(bw)
 }
 
 // writeDirect writes a reply on the caller's goroutine when nothing is
@@ -245,10 +260,12 @@ func (c *Conn) writeDirect(r reply) {
 	c.pending += len(f.b)
 	c.armWriteLocked(c.srv.cfg.WriteTimeout)
 	c.mu.Unlock()
-	err := c.writeFrames(c.bw, []frame{f}, false)
+	bw := getWriter(c.nc)
+	err := c.writeFrames(bw, []frame{f}, false)
 	if err == nil {
-		err = c.bw.Flush()
+		err = bw.Flush()
 	}
+	putWriter(bw)
 	r.recycle()
 	c.mu.Lock()
 	c.pending -= len(f.b)
@@ -414,7 +431,6 @@ func (c *Conn) isClosing() bool {
 // bound and the next push finds the connection over it.
 func (c *Conn) writeLoop() {
 	defer close(c.written)
-	bw := c.bw
 	ping := time.NewTicker(c.srv.cfg.PingInterval)
 	defer ping.Stop()
 	for {
@@ -430,7 +446,9 @@ func (c *Conn) writeLoop() {
 		if !ok {
 			continue // a reply is being written directly; its writer wakes us
 		}
+		bw := getWriter(c.nc)
 		err := c.flush(bw, w)
+		putWriter(bw)
 		for _, f := range w.batch {
 			if f.pb != nil {
 				reply{f.b, f.pb}.recycle()
@@ -584,7 +602,7 @@ func (c *Conn) serve(ctx context.Context) {
 	defer cancel()
 	c.mu.Lock()
 	c.cancel = cancel
-	c.bw = bufio.NewWriterSize(c.nc, 4096)
+	c.serving = true
 	c.mu.Unlock()
 	go c.writeLoop()
 	r, code, text := c.readSafely(ctx)
