@@ -53,9 +53,12 @@ type Conn struct {
 	writeBy time.Time // the writer's current deadline
 	limitBy time.Time // no write deadline later than this (shutdown); zero: none
 	sent    bool      // the close frame was written to the socket
-	writing bool      // someone owns the socket's write side (its write buffer comes from a pool)
-	wake    chan struct{}
-	written chan struct{} // closed when the writer has finished
+	// writerOn: a writer goroutine runs; writerDone: the writer has written
+	// the close frame, or the socket failed; no writer runs again.
+	writerOn, writerDone bool
+	pinger               *time.Timer   // queues the keepalive ping; set by serve
+	writing              bool          // someone owns the socket's write side (its write buffer comes from a pool)
+	written              chan struct{} // closed when the writer has finished
 
 	// moreInput is set by the reader while the message it handles was
 	// followed by more input already received: replies then go through
@@ -198,10 +201,18 @@ func (c *Conn) pushLocked(f frame) {
 	c.pending += len(f.b)
 }
 
+// wakeWriter starts the writer goroutine when there is something for it
+// to write and nobody is writing. The writer exits when the queue is
+// empty, so an idle connection has no writer goroutine.
 func (c *Conn) wakeWriter() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.mu.Lock()
+	start := c.serving && !c.writerOn && !c.writerDone && !c.writing && (len(c.queue) > 0 || c.sealed)
+	if start {
+		c.writerOn = true
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
 }
 
@@ -430,21 +441,10 @@ func (c *Conn) isClosing() bool {
 // are written, so a writer stuck on a full socket still counts against the
 // bound and the next push finds the connection over it.
 func (c *Conn) writeLoop() {
-	defer close(c.written)
-	ping := time.NewTicker(c.srv.cfg.PingInterval)
-	defer ping.Stop()
 	for {
-		select {
-		case <-c.wake:
-		case <-ping.C:
-			if !c.isClosing() {
-				c.enqueue(frame{op: ws.OpPing})
-			}
-			continue
-		}
 		w, ok := c.take()
 		if !ok {
-			continue // a reply is being written directly; its writer wakes us
+			return // nothing queued, or a reply is being written directly (its writer wakes us)
 		}
 		bw := getWriter(c.nc)
 		err := c.flush(bw, w)
@@ -460,16 +460,33 @@ func (c *Conn) writeLoop() {
 		c.spare = w.batch[:0]
 		c.sent = err == nil && w.sealed && w.code != 0
 		c.writing = false
+		done := err != nil || w.sealed
+		if done {
+			c.writerOn, c.writerDone = false, true
+		}
 		c.space.Broadcast()
 		c.mu.Unlock()
-		if err != nil || w.sealed {
+		if done {
 			if err != nil {
 				c.failWrite()
 			} else if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 				_ = tc.CloseWrite()
 			}
+			close(c.written)
 			return
 		}
+	}
+}
+
+// keepalive queues a ping, every PingInterval until the connection
+// closes; it runs on the timer's goroutine.
+func (c *Conn) keepalive() {
+	c.mu.Lock()
+	closing, t := c.closing, c.pinger
+	c.mu.Unlock()
+	if !closing {
+		c.enqueue(frame{op: ws.OpPing})
+		t.Reset(c.srv.cfg.PingInterval)
 	}
 }
 
@@ -485,11 +502,13 @@ type work struct {
 }
 
 // take hands the queue to the writer and arms its write deadline; ok is
-// false while a reply is being written directly.
+// false, and the writer ends, when there is nothing to write or a reply is
+// being written directly.
 func (c *Conn) take() (w work, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.writing {
+	if c.writing || (len(c.queue) == 0 && !c.sealed) {
+		c.writerOn = false
 		return w, false
 	}
 	c.writing = true
@@ -603,8 +622,10 @@ func (c *Conn) serve(ctx context.Context) {
 	c.mu.Lock()
 	c.cancel = cancel
 	c.serving = true
+	c.pinger = time.AfterFunc(c.srv.cfg.PingInterval, c.keepalive)
 	c.mu.Unlock()
-	go c.writeLoop()
+	defer c.pinger.Stop()
+	c.wakeWriter() // what was queued before the upgrade
 	r, code, text := c.readSafely(ctx)
 	c.closeCode(r, code, text)
 	c.leaveHub()

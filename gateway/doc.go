@@ -17,7 +17,8 @@
 //
 // # Connections: goroutines and queues
 //
-// Each connection has two goroutines, plus one per call in flight to a
+// Each connection has a reader goroutine, a writer goroutine only while
+// it has something queued, and one goroutine per call in flight to a
 // method declared Concurrent. The reader (the HTTP handler's goroutine,
 // after the upgrade) reads frames, checks them against RFC 6455 and the
 // limits (size before allocating, frame type, UTF-8), decodes them with the
@@ -25,16 +26,22 @@
 // Concurrent method (not inside a batch) is instead started on its own
 // goroutine and the reader goes on; at most Config.MaxConcurrentCalls run
 // at once, and beyond that the reader waits for a slot, which pushes back
-// on the client through TCP. The writer drains the connection's send
-// queue, coalescing everything queued into one flush, and sends keepalive
-// pings. Whoever writes to the socket first sets Conn.writing, under
-// Conn.mu, and owns the write side and its buffer until it clears it:
-// the writer for a flush, or the goroutine of a call for its own reply.
-// A reply is written directly, saving a hand-off to the writer, when the
-// queue is empty, nobody is writing, and (for the reader) no more input
-// is already buffered; otherwise it is queued, so that a burst of
-// pipelined calls gets its replies in one write. A direct writer wakes
-// the writer when it finds something queued after its write.
+// on the client through TCP. The writer is started (Conn.wakeWriter,
+// under Conn.mu: Conn.writerOn) when a frame is queued and nobody is
+// writing; it drains the queue, coalescing everything queued into one
+// flush, and exits when the queue is empty, or after the close frame
+// (Conn.writerDone, and Conn.written is closed). A timer per connection
+// queues the keepalive ping. Whoever writes to the socket sets
+// Conn.writing, under Conn.mu, and owns the write side until it clears
+// it, with a write buffer taken from a pool for that write: the writer
+// for a flush, or the goroutine of a call for its own reply. A reply is
+// written directly, saving a hand-off to the writer, when the queue is
+// empty, nobody is writing, and (for the reader) no more input is
+// already buffered; otherwise it is queued, so that a burst of pipelined
+// calls gets its replies in one write. A direct writer starts the writer
+// when it finds something queued after its write. An idle connection
+// thus holds its reader goroutine, its read buffer and its timer, and no
+// writer goroutine or write buffer.
 //
 // The send queue is bounded in bytes (Config.SendQueueBytes), counting
 // every byte accepted and not yet written to the socket: queued, or taken

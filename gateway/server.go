@@ -417,7 +417,6 @@ func (s *Server) newConn(info ConnInfo) *Conn {
 		info:    info,
 		srv:     s,
 		pm:      s.m.protos[info.Protocol.Name],
-		wake:    make(chan struct{}, 1),
 		written: make(chan struct{}),
 		slots:   make(chan struct{}, s.cfg.MaxConcurrentCalls),
 	}
