@@ -152,11 +152,6 @@ func ConnInfoFrom(ctx context.Context) (ConnInfo, bool) {
 	return c.info, true
 }
 
-func connFrom(ctx context.Context) *Conn {
-	c, _ := ctx.Value(connKey{}).(*Conn)
-	return c
-}
-
 // Info returns the connection's identity.
 func (c *Conn) Info() ConnInfo { return c.info }
 

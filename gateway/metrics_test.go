@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/internal/testutil"
 	"github.com/subgate/subgate/protocols"
 	"github.com/subgate/subgate/protocols/chat"
 )
@@ -134,12 +134,7 @@ func TestMetricsCountTraffic(t *testing.T) {
 	expectMetric(t, srv, 0, "subgate_draining")
 
 	// The families are served at /metrics in the text format.
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := testutil.GetOK(t, "http://"+addr+"/metrics")
 	for _, want := range []string{
 		`subgate_connections{protocol="binary-raw"} 1`,
 		`subgate_calls_total{method="chat.ping",outcome="ok",protocol="msgpack"} 2`,

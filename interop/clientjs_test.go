@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/subgate/subgate/internal/testutil"
 )
 
 // TestClientJS runs node/clientjs.mjs, the tests of the browser client module
@@ -32,15 +34,13 @@ func servedClientJS(t *testing.T, httpBase string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(httpBase + "/client.js")
-	if err != nil {
-		t.Fatalf("GET /client.js: %v", err)
+	resp, body := testutil.Get(t, httpBase+"/client.js")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /client.js: status %d", resp.StatusCode)
 	}
-	resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); !strings.Contains(ct, "javascript") {
 		t.Errorf("GET /client.js: Content-Type %q, want text/javascript", ct)
 	}
-	body := fetch(t, httpBase+"/client.js")
 	if !bytes.Equal(body, disk) {
 		t.Errorf("GET /client.js: %d bytes served differ from gateway/web/client.js (%d bytes)", len(body), len(disk))
 	}

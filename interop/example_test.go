@@ -2,14 +2,14 @@ package interop
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/subgate/subgate/internal/testutil"
 )
 
 // example is a client program the README shows in full, run as a newcomer
@@ -116,7 +116,7 @@ func TestClientJSExample(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			base, srv := startGateway(t)
 			dir := t.TempDir()
-			module := fetch(t, strings.Replace(base, "ws://", "http://", 1)+"/client.js")
+			module := testutil.GetOK(t, strings.Replace(base, "ws://", "http://", 1)+"/client.js")
 			src, err := os.ReadFile(filepath.Join("node", "clientjs-example.mjs"))
 			if err != nil {
 				t.Fatal(err)
@@ -152,19 +152,4 @@ func TestClientJSExample(t *testing.T) {
 			waitNoConns(t, srv)
 		})
 	}
-}
-
-// fetch GETs url and returns its body, failing unless the status is 200.
-func fetch(t *testing.T, url string) []byte {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
-	return b
 }

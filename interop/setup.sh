@@ -29,30 +29,31 @@ npm_ci() {
 npm_ci "$here/node"
 npm_ci "$here/browser"
 
-if [ -x /usr/bin/chromium ]; then
-  echo "== interop/setup.sh: /usr/bin/chromium is installed"
-else
-  cmd="apt-get update && apt-get install -y --no-install-recommends chromium"
+# apt_install WHAT ARG... installs Debian packages as root, or prints the
+# command and exits 1 (WHAT says what is missing).
+apt_install() {
+  local what="$1"
+  shift
+  local cmd="apt-get update && apt-get install -y $*"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "interop/setup.sh: /usr/bin/chromium is missing (the browser tests drive it); run as root: $cmd" >&2
+    echo "interop/setup.sh: $what; run as root: $cmd" >&2
     exit 1
   fi
   echo "== interop/setup.sh: $cmd"
   apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
+if [ -x /usr/bin/chromium ]; then
+  echo "== interop/setup.sh: /usr/bin/chromium is installed"
+else
+  apt_install "/usr/bin/chromium is missing (the browser tests drive it)" --no-install-recommends chromium
 fi
 
 imports='import websockets, msgpack, pynvim.msgpack_rpc'
 if /usr/bin/python3 -c "$imports" 2>/dev/null; then
   echo "== interop/setup.sh: python3-websockets, python3-msgpack and python3-pynvim are installed"
 else
-  cmd="apt-get update && apt-get install -y python3-websockets python3-msgpack python3-pynvim"
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "interop/setup.sh: /usr/bin/python3 lacks websockets/msgpack/pynvim; run as root: $cmd" >&2
-    exit 1
-  fi
-  echo "== interop/setup.sh: $cmd"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y python3-websockets python3-msgpack python3-pynvim
+  apt_install "/usr/bin/python3 lacks websockets/msgpack/pynvim" python3-websockets python3-msgpack python3-pynvim
   /usr/bin/python3 -c "$imports"
 fi

@@ -92,23 +92,10 @@ func render(o options, e *env, results []*measure, allocs map[string]float64) st
 	targets(&b, t, allocs)
 
 	w("### chat.ping, 50 connections, closed loop\n\n")
-	w("| server | encoding | ops/s | p50 µs | p99 µs | server CPU µs/op | vs naive | vs seed |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	naive, seed := t.find("naive", "ping", "", 0), t.find("seed", "ping", "", 0)
-	for _, m := range t {
-		if m.step.scenario == "ping" {
-			w("| %s | %s | %.0f | %.0f | %.0f | %.2f | %s | %s |\n", m.step.server, m.step.proto, m.median(opsPS), m.median(p50), m.median(p99),
-				m.median(cpuUS), fmtRatio(m, naive, cpuUS), fmtRatio(m, seed, cpuUS))
-		}
-	}
+	callTable(&b, t, "ping", "vs naive", naive, "vs seed", seed)
 	w("\n### Pipelined: 16 calls in flight on each of 50 connections\n\n")
-	w("| server | encoding | ops/s | p50 µs | p99 µs | server CPU µs/op | vs naive pipelined | vs naive closed-loop ping |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
-	naivePipe := t.find("naive", "pipeline", "", 0)
-	for _, m := range t {
-		if m.step.scenario == "pipeline" {
-			w("| %s | %s | %.0f | %.0f | %.0f | %.2f | %s | %s |\n", m.step.server, m.step.proto, m.median(opsPS), m.median(p50), m.median(p99),
-				m.median(cpuUS), fmtRatio(m, naivePipe, cpuUS), fmtRatio(m, naive, cpuUS))
-		}
-	}
+	callTable(&b, t, "pipeline", "vs naive pipelined", t.find("naive", "pipeline", "", 0), "vs naive closed-loop ping", naive)
 	w("\n### Broadcast to 1,000 subscribers, 4 senders (ops are deliveries)\n\n")
 	w("| server | encodings | deliveries/s | p50 µs | p99 µs | server CPU µs/delivery | vs naive | vs centrifugo |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	nb, cb := t.find("naive", "broadcast", "", 0), t.find("centrifugo", "broadcast", "", 0)
@@ -173,6 +160,18 @@ func render(o options, e *env, results []*measure, allocs map[string]float64) st
 	w("subgate bench ... -scenario idle -conns N -procs 2 -source-ips 20 -hold %s\n", o.keepalive+5*time.Second)
 	w("go test -run '^$' -bench ServerPing -benchmem ./gateway\n```\n\n")
 	return b.String()
+}
+
+// callTable writes the table of a calls scenario, each server's CPU per
+// call compared with two references.
+func callTable(b *strings.Builder, t table, scenario, name1 string, ref1 *measure, name2 string, ref2 *measure) {
+	fmt.Fprintf(b, "| server | encoding | ops/s | p50 µs | p99 µs | server CPU µs/op | %s | %s |\n|---|---|---:|---:|---:|---:|---:|---:|\n", name1, name2)
+	for _, m := range t {
+		if m.step.scenario == scenario {
+			fmt.Fprintf(b, "| %s | %s | %.0f | %.0f | %.0f | %.2f | %s | %s |\n", m.step.server, m.step.proto, m.median(opsPS), m.median(p50), m.median(p99),
+				m.median(cpuUS), fmtRatio(m, ref1, cpuUS), fmtRatio(m, ref2, cpuUS))
+		}
+	}
 }
 
 // targets writes issue 8's targets with what was measured.

@@ -37,12 +37,11 @@ flags:
 const defaultWarmup = time.Second
 
 type benchFlags struct {
-	cfg         bench.Config
-	procs       int
-	jsonOut     bool
-	marks       bool
-	shard       string
-	explicitURL bool
+	cfg     bench.Config
+	procs   int
+	jsonOut bool
+	marks   bool
+	shard   string
 }
 
 func parseBench(args []string, stdout io.Writer) (*benchFlags, error) {

@@ -285,7 +285,7 @@ func freeAddr(t *testing.T) string {
 // pprof is off unless -pprof-addr turns it on.
 func TestServeMetricsAndPprofAddrs(t *testing.T) {
 	_, addr := startServe(t, nil)
-	if got := httpGet(t, "http://"+addr+"/metrics"); !strings.Contains(got, "subgate_connections{protocol=\"msgpack\"} 0") {
+	if got := string(testutil.GetOK(t, "http://"+addr+"/metrics")); !strings.Contains(got, "subgate_connections{protocol=\"msgpack\"} 0") {
 		t.Fatalf("/metrics on -addr:\n%.400s", got)
 	}
 	if code := testutil.HTTPStatus(t, "http://"+addr+"/debug/pprof/"); code != http.StatusNotFound {
@@ -296,24 +296,10 @@ func TestServeMetricsAndPprofAddrs(t *testing.T) {
 	if code := testutil.HTTPStatus(t, "http://"+addr+"/metrics"); code != http.StatusNotFound {
 		t.Fatalf("/metrics still on -addr: %d", code)
 	}
-	if got := httpGet(t, "http://"+maddr+"/metrics"); !strings.Contains(got, "subgate_handshakes_refused_total") {
+	if got := string(testutil.GetOK(t, "http://"+maddr+"/metrics")); !strings.Contains(got, "subgate_handshakes_refused_total") {
 		t.Fatalf("/metrics on -metrics-addr:\n%.400s", got)
 	}
 	if code := testutil.HTTPStatus(t, "http://"+paddr+"/debug/pprof/"); code != http.StatusOK {
 		t.Fatalf("pprof on -pprof-addr: %d", code)
 	}
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
-	return string(b)
 }

@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"sync"
 	"testing"
@@ -27,13 +28,35 @@ func (b *SyncBuffer) String() string {
 	return b.buf.String()
 }
 
-// HTTPStatus GETs url and returns the response's status code.
-func HTTPStatus(t testing.TB, url string) int {
+// Get GETs url and returns the response, its body read and closed, and
+// the body.
+func Get(t testing.TB, url string) (*http.Response, []byte) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp, body
+}
+
+// GetOK GETs url and returns its body, failing unless the status is 200.
+func GetOK(t testing.TB, url string) []byte {
+	t.Helper()
+	resp, body := Get(t, url)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return body
+}
+
+// HTTPStatus GETs url and returns the response's status code.
+func HTTPStatus(t testing.TB, url string) int {
+	t.Helper()
+	resp, _ := Get(t, url)
 	return resp.StatusCode
 }
