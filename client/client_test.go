@@ -201,11 +201,11 @@ func TestCallResult(t *testing.T) {
 		if p != (chat.SendParams{Room: "lobby", Message: "hi all"}) {
 			t.Errorf("params = %+v", p)
 		}
-		sc.result(m.ID, &chat.SendResult{Room: "lobby", Offset: 42})
+		sc.result(m.ID, &chat.SendResult{Room: "lobby", Offset: 42, Epoch: "e1"})
 		if err := <-done; err != nil {
 			t.Fatalf("Call: %v", err)
 		}
-		if res != (chat.SendResult{Room: "lobby", Offset: 42}) {
+		if res != (chat.SendResult{Room: "lobby", Offset: 42, Epoch: "e1"}) {
 			t.Errorf("result = %+v", res)
 		}
 
@@ -245,10 +245,10 @@ func TestPushChannel(t *testing.T) {
 		c, sc := s.dial(t, Options{})
 		done := goCall(c, testContext(t), chat.MethodSend, &chat.SendParams{Room: "lobby", Message: "hi all"}, nil)
 		m := sc.read()
-		msg := &chat.Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, TS: 1764000000123}
+		msg := &chat.Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, Epoch: "e1", TS: 1764000000123}
 		sc.push(chat.PushMessage, msg) // before the reply, as the server may do
 		sc.push(chat.PushPresence, &chat.Presence{Room: "lobby", ClientID: "bob", Event: chat.EventJoin})
-		sc.result(m.ID, &chat.SendResult{Room: "lobby", Offset: 42})
+		sc.result(m.ID, &chat.SendResult{Room: "lobby", Offset: 42, Epoch: "e1"})
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +268,7 @@ func TestPushChannel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const wantJSON = `{"method":"chat.message","params":{"room":"lobby","from":"alice","message":"hi all","offset":42,"ts":1764000000123}}`
+		const wantJSON = `{"method":"chat.message","params":{"room":"lobby","from":"alice","message":"hi all","offset":42,"epoch":"e1","ts":1764000000123}}`
 		if string(js) != wantJSON {
 			t.Errorf("PushJSON = %s\nwant       %s", js, wantJSON)
 		}
@@ -654,9 +654,9 @@ func TestCallJSON(t *testing.T) {
 		if p != (chat.HistoryParams{Room: "lobby", Since: 40}) {
 			t.Errorf("server got params %+v", p)
 		}
-		sc.result(m.ID, &chat.HistoryResult{Room: "lobby", Messages: []chat.HistoryEntry{{Offset: 41, From: "a<b>", Message: "m", TS: 5}}})
+		sc.result(m.ID, &chat.HistoryResult{Room: "lobby", Messages: []chat.HistoryEntry{{Offset: 41, From: "a<b>", Message: "m", TS: 5}}, Epoch: "e1", Recovered: true})
 		r := <-done
-		const want = `{"room":"lobby","messages":[{"offset":41,"from":"a<b>","message":"m","ts":5}]}`
+		const want = `{"room":"lobby","messages":[{"offset":41,"from":"a<b>","message":"m","ts":5}],"epoch":"e1","recovered":true}`
 		if r.err != nil || string(r.js) != want {
 			t.Errorf("CallJSON = %s, %v; want %s", r.js, r.err, want)
 		}

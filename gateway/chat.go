@@ -56,11 +56,11 @@ func (s *chatService) join(ctx context.Context, p *chat.JoinParams) (*chat.JoinR
 	if err := checkRoom(p.Room); err != nil {
 		return nil, err
 	}
-	members, offset, err := s.hub.Join(ctx, p.Room, caller(ctx))
+	members, pos, err := s.hub.Join(ctx, p.Room, caller(ctx))
 	if err != nil {
 		return nil, hubError(err, p.Room)
 	}
-	return &chat.JoinResult{Room: p.Room, Members: members, Offset: offset}, nil
+	return &chat.JoinResult{Room: p.Room, Members: members, Offset: pos.Offset, Epoch: pos.Epoch}, nil
 }
 
 func (s *chatService) leave(ctx context.Context, p *chat.LeaveParams) (*chat.LeaveResult, error) {
@@ -80,11 +80,11 @@ func (s *chatService) send(ctx context.Context, p *chat.SendParams) (*chat.SendR
 	if err := checkText(p.Message); err != nil {
 		return nil, err
 	}
-	off, err := s.hub.Send(ctx, chat.Message{Room: p.Room, From: caller(ctx), Message: p.Message, TS: s.now().UnixMilli()})
+	pos, err := s.hub.Send(ctx, chat.Message{Room: p.Room, From: caller(ctx), Message: p.Message, TS: s.now().UnixMilli()})
 	if err != nil {
 		return nil, hubError(err, p.Room)
 	}
-	return &chat.SendResult{Room: p.Room, Offset: off}, nil
+	return &chat.SendResult{Room: p.Room, Offset: pos.Offset, Epoch: pos.Epoch}, nil
 }
 
 func (s *chatService) direct(ctx context.Context, p *chat.DirectParams) (*chat.DirectResult, error) {
@@ -127,11 +127,38 @@ func (s *chatService) history(ctx context.Context, p *chat.HistoryParams) (*chat
 	if limit > chat.MaxHistoryLimit {
 		return nil, codec.InvalidParams(historyLimitDetail)
 	}
-	msgs, err := s.hub.History(ctx, p.Room, p.Since, limit)
+	if p.Epoch != "" && !ValidEpoch(p.Epoch) {
+		return nil, codec.InvalidParams(epochDetail)
+	}
+	msgs, pos, err := s.hub.History(ctx, p.Room, p.Since, limit)
 	if err != nil {
 		return nil, hubError(err, p.Room)
 	}
-	return &chat.HistoryResult{Room: p.Room, Messages: msgs}, nil
+	ok := recovered(p.Since, msgs, pos)
+	if p.Epoch != "" && p.Epoch != pos.Epoch {
+		// The client's offsets belong to a history that is gone: it
+		// rebuilds from the oldest kept message.
+		if msgs, pos, err = s.hub.History(ctx, p.Room, 0, limit); err != nil {
+			return nil, hubError(err, p.Room)
+		}
+		ok = false
+	}
+	return &chat.HistoryResult{Room: p.Room, Messages: msgs, Epoch: pos.Epoch, Recovered: ok}, nil
+}
+
+// recovered reports whether msgs, the kept messages after since, continue
+// exactly where the client left off in a stream whose last offset is
+// latest.Offset: nothing between since and them was evicted, and since is
+// not beyond the stream's end. (Offsets of a room are consecutive, so the
+// first message after since must be since+1.)
+func recovered(since uint64, msgs []chat.HistoryEntry, latest Position) bool {
+	if since > latest.Offset {
+		return false
+	}
+	if len(msgs) == 0 {
+		return since == latest.Offset
+	}
+	return msgs[0].Offset == since+1
 }
 
 func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*chat.DiscoverResult, error) {
@@ -141,6 +168,9 @@ func (s *chatService) discover(ctx context.Context, _ *chat.DiscoverParams) (*ch
 // historyLimitDetail is the -32602 detail of a chat.history limit over
 // chat.MaxHistoryLimit.
 var historyLimitDetail = fmt.Sprintf("limit: at most %d", chat.MaxHistoryLimit)
+
+// epochDetail is the -32602 detail of an invalid chat.history epoch.
+var epochDetail = fmt.Sprintf("epoch: 1-%d characters of [A-Za-z0-9_-]", chat.MaxEpochLen)
 
 // hubError turns a hub error into the chat error a client gets. Any other
 // error (a hub that could not answer) is an internal error, logged with
@@ -174,6 +204,20 @@ func checkText(s string) error {
 	return nil
 }
 
+// ValidEpoch reports whether s is a valid stream epoch: 1..chat.MaxEpochLen
+// characters of [A-Za-z0-9_-].
+func ValidEpoch(s string) bool {
+	if len(s) == 0 || len(s) > chat.MaxEpochLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '.' || !idByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidID reports whether s is a valid client id or room name: 1-64
 // characters of [A-Za-z0-9._-].
 func ValidID(s string) bool {
@@ -181,10 +225,14 @@ func ValidID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if !idByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// idByte reports whether c may appear in a client id or room name.
+func idByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
 }

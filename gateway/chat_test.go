@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,29 +83,30 @@ func TestEveryMethodInEveryEncoding(t *testing.T) {
 			if r := call[chat.DiscoverResult](t, c, chat.MethodDiscover, &chat.DiscoverParams{}); !reflect.DeepEqual(r.Methods, chat.Describe()) {
 				t.Fatalf("discover: %+v", r)
 			}
-			if r := call[chat.JoinResult](t, c, chat.MethodJoin, &chat.JoinParams{Room: room}); !reflect.DeepEqual(r.Members, []string{id}) || r.Offset != 0 {
-				t.Fatalf("join: %+v", r)
+			j := call[chat.JoinResult](t, c, chat.MethodJoin, &chat.JoinParams{Room: room})
+			if !reflect.DeepEqual(j.Members, []string{id}) || j.Offset != 0 || !ValidEpoch(j.Epoch) {
+				t.Fatalf("join: %+v", j)
 			}
 			if r := call[chat.MembersResult](t, c, chat.MethodMembers, &chat.MembersParams{Room: room}); !reflect.DeepEqual(r.Members, []string{id}) {
 				t.Fatalf("members: %+v", r)
 			}
-			if r := call[chat.SendResult](t, c, chat.MethodSend, &chat.SendParams{Room: room, Message: "one"}); r.Offset != 1 {
-				t.Fatalf("send: %+v", r)
+			if r := call[chat.SendResult](t, c, chat.MethodSend, &chat.SendParams{Room: room, Message: "one"}); r.Offset != 1 || r.Epoch != j.Epoch {
+				t.Fatalf("send: %+v, want offset 1 in epoch %q", r, j.Epoch)
 			}
-			if m := waitPush[chat.Message](t, c, chat.PushMessage); m.Room != room || m.From != id || m.Message != "one" || m.Offset != 1 {
+			if m := waitPush[chat.Message](t, c, chat.PushMessage); m.Room != room || m.From != id || m.Message != "one" || m.Offset != 1 || m.Epoch != j.Epoch {
 				t.Fatalf("push: %+v", m)
 			}
 			if r := call[chat.DirectResult](t, c, chat.MethodDirect, &chat.DirectParams{To: id, Message: "self"}); r.Delivered != 1 {
 				t.Fatalf("direct: %+v", r)
 			}
-			if m := waitPush[chat.Message](t, c, chat.PushMessage); m.To != id || m.Message != "self" {
+			if m := waitPush[chat.Message](t, c, chat.PushMessage); m.To != id || m.Message != "self" || m.Offset != 0 || m.Epoch != "" {
 				t.Fatalf("direct push: %+v", m)
 			}
 			if r := call[chat.BroadcastResult](t, c, chat.MethodBroadcast, &chat.BroadcastParams{Message: "all"}); r.Status != "ok" || r.Delivered < 1 {
 				t.Fatalf("broadcast: %+v", r)
 			}
 			h := call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: room})
-			if len(h.Messages) != 1 || h.Messages[0].Message != "one" || h.Messages[0].From != id {
+			if len(h.Messages) != 1 || h.Messages[0].Message != "one" || h.Messages[0].From != id || h.Epoch != j.Epoch || !h.Recovered {
 				t.Fatalf("history: %+v", h)
 			}
 			if r := call[chat.LeaveResult](t, c, chat.MethodLeave, &chat.LeaveParams{Room: room}); r.Room != room {
@@ -225,9 +228,9 @@ func TestHistoryAfterReconnect(t *testing.T) {
 			if j.Offset != last || last != 5 {
 				t.Fatalf("join offset %d, last sent %d", j.Offset, last)
 			}
-			h := call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: room, Since: 3})
-			if len(h.Messages) != 2 || h.Messages[0].Offset != 4 || h.Messages[1].Message != "5" {
-				t.Fatalf("since 3: %+v", h.Messages)
+			h := call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: room, Since: 3, Epoch: j.Epoch})
+			if len(h.Messages) != 2 || h.Messages[0].Offset != 4 || h.Messages[1].Message != "5" || !h.Recovered {
+				t.Fatalf("since 3: %+v", h)
 			}
 			// Only the last 3 are kept; limit caps the answer.
 			h = call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: room, Limit: 2})
@@ -268,5 +271,77 @@ func TestReachableAsSoonAsConnected(t *testing.T) {
 			t.Fatalf("connection %d: delivered to %d, want 1", i, r.Delivered)
 		}
 		a.Close()
+	}
+}
+
+// historyCase is one chat.history call of TestHistoryRecovered and what it
+// must answer.
+type historyCase struct {
+	name      string
+	params    chat.HistoryParams
+	offsets   []uint64 // of the messages returned
+	recovered bool
+}
+
+// chat.history says whether the client recovered: its since continues in
+// the room's current epoch with nothing evicted in between. A stale epoch
+// (here a previous server's, as after a restart) gets the room from its
+// oldest kept message and recovered false.
+func TestHistoryRecovered(t *testing.T) {
+	_, before := startServer(t, Config{})
+	_, addr := startServer(t, Config{HistorySize: 3}) // keeps offsets 3..5 of 5
+	for _, proto := range allProtos {
+		t.Run(proto, func(t *testing.T) {
+			old := call[chat.JoinResult](t, dial(t, before, "o", proto), chat.MethodJoin, &chat.JoinParams{Room: "r"}).Epoch
+			room := "rec-" + proto
+			c := dial(t, addr, "rec", proto)
+			epoch := call[chat.JoinResult](t, c, chat.MethodJoin, &chat.JoinParams{Room: room}).Epoch
+			if old == epoch {
+				t.Fatalf("two servers share epoch %q", epoch)
+			}
+			for i := range 5 {
+				call[chat.SendResult](t, c, chat.MethodSend, &chat.SendParams{Room: room, Message: fmt.Sprint(i)})
+			}
+			for _, tc := range []historyCase{
+				{"caught up", chat.HistoryParams{Since: 5, Epoch: epoch}, nil, true},
+				{"nothing missed since 2", chat.HistoryParams{Since: 2, Epoch: epoch}, []uint64{3, 4, 5}, true},
+				{"page by limit", chat.HistoryParams{Since: 3, Limit: 1, Epoch: epoch}, []uint64{4}, true},
+				{"no epoch given", chat.HistoryParams{Since: 4}, []uint64{5}, true},
+				{"offset 2 was evicted", chat.HistoryParams{Since: 1, Epoch: epoch}, []uint64{3, 4, 5}, false},
+				{"since 0 with the oldest evicted", chat.HistoryParams{}, []uint64{3, 4, 5}, false},
+				{"since beyond the last offset", chat.HistoryParams{Since: 9, Epoch: epoch}, nil, false},
+				{"stale epoch", chat.HistoryParams{Since: 4, Epoch: old}, []uint64{3, 4, 5}, false},
+				{"stale epoch, caught up there", chat.HistoryParams{Since: 5, Limit: 2, Epoch: old}, []uint64{3, 4}, false},
+			} {
+				tc.params.Room = room
+				h := call[chat.HistoryResult](t, c, chat.MethodHistory, &tc.params)
+				var got []uint64
+				for _, m := range h.Messages {
+					got = append(got, m.Offset)
+				}
+				if !slices.Equal(got, tc.offsets) || h.Recovered != tc.recovered || h.Epoch != epoch || h.Room != room {
+					t.Errorf("%s: offsets %v recovered %v epoch %q; want %v, %v, %q", tc.name, got, h.Recovered, h.Epoch, tc.offsets, tc.recovered, epoch)
+				}
+			}
+		})
+	}
+}
+
+// An epoch that is not 1-32 characters of [A-Za-z0-9_-] is -32602, with a
+// data text that says what an epoch is.
+func TestHistoryInvalidEpoch(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	for _, proto := range allProtos {
+		c := dial(t, addr, "ep-"+proto, proto)
+		for _, epoch := range []string{strings.Repeat("e", chat.MaxEpochLen+1), "a.b", "sp ace", "é"} {
+			e := rpcErr(t, c, chat.MethodHistory, &chat.HistoryParams{Room: "r", Epoch: epoch})
+			if e.Code != codec.CodeInvalidParams || e.Data != epochDetail {
+				t.Errorf("%s: epoch %q: %d %q, want -32602 %q", proto, epoch, e.Code, e.Data, epochDetail)
+			}
+		}
+		long := strings.Repeat("e", chat.MaxEpochLen)
+		if h := call[chat.HistoryResult](t, c, chat.MethodHistory, &chat.HistoryParams{Room: "r", Epoch: long}); h.Recovered || len(h.Messages) != 0 {
+			t.Errorf("%s: a %d-byte epoch of an empty room: %+v, want no messages, not recovered", proto, chat.MaxEpochLen, h)
+		}
 	}
 }

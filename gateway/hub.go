@@ -3,6 +3,8 @@ package gateway
 import (
 	"container/list"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"sort"
 	"strings"
@@ -70,6 +72,20 @@ func (c *Conn) Deliver(p *Push) bool {
 	return true
 }
 
+// Position is a place in a room's stream: the offset of its last message
+// and the stream's epoch ("" for a room whose stream has no message yet).
+//
+// An epoch names one life of a room's history: offsets are comparable only
+// within an epoch. A hub changes it whenever it may have lost history that
+// a client could still ask for (the in-process hub at every start, the
+// NATS hub when a room's stream is recreated), so that chat.history can
+// tell a client it cannot recover instead of leaving a silent gap. An
+// epoch is 1..chat.MaxEpochLen bytes of [0-9A-Za-z_-].
+type Position struct {
+	Offset uint64
+	Epoch  string
+}
+
 // Hub keeps rooms, presence and history and delivers pushes. Every method
 // is safe for concurrent use. The in-process implementation is
 // NewMemoryHub; a hub spanning nodes implements the same interface.
@@ -86,18 +102,24 @@ type Hub interface {
 	Attach(ctx context.Context, p Peer) error
 	Detach(ctx context.Context, p Peer) error
 	// Join adds the client to a room (idempotent) and pushes chat.presence
-	// "join" to the other members if it was not there yet. A bound of the
-	// hub may refuse it with a *LimitError; a client with no live
-	// connection gets ErrNotAttached.
-	Join(ctx context.Context, room, client string) (members []string, offset uint64, err error)
+	// "join" to the other members if it was not there yet. It returns the
+	// members and the room's latest position. A bound of the hub may
+	// refuse it with a *LimitError; a client with no live connection gets
+	// ErrNotAttached.
+	Join(ctx context.Context, room, client string) (members []string, pos Position, err error)
 	// Leave removes the client; ErrNotMember when it was not there.
 	Leave(ctx context.Context, room, client string) error
 	Members(ctx context.Context, room string) ([]string, error)
 	// Send stores a room message and pushes it to every member; the message
-	// gets the next offset, which Send fills in and returns. ErrNotMember
-	// when the sender is not in the room.
-	Send(ctx context.Context, m chat.Message) (offset uint64, err error)
-	History(ctx context.Context, room string, since, limit uint64) ([]chat.HistoryEntry, error)
+	// gets the next offset, which Send fills in (with the epoch, m.Offset
+	// and m.Epoch of the push it delivers) and returns as a Position.
+	// ErrNotMember when the sender is not in the room.
+	Send(ctx context.Context, m chat.Message) (Position, error)
+	// History returns at most limit of the room's kept messages after
+	// since, oldest first, and the room's latest position (its last
+	// offset, whether that message is still kept or not). It does not
+	// decide whether the client recovered: chat.history does, from these.
+	History(ctx context.Context, room string, since, limit uint64) ([]chat.HistoryEntry, Position, error)
 	// Broadcast pushes to every connection; Direct to every connection of a
 	// client id. Both return the number of connections the push was queued
 	// to: on one node, its own; across nodes, the sum of those every node
@@ -143,6 +165,9 @@ type memoryHub struct {
 	// floor is the highest offset of any deleted room: a room created
 	// later starts above it, so offsets never repeat under a room name.
 	floor uint64
+	// epoch is every room's epoch: within one hub offsets never repeat
+	// (the floor), so only a new hub (a restart) loses history.
+	epoch string
 }
 
 // NewMemoryHub returns the in-process hub with the given bounds (zero
@@ -155,8 +180,20 @@ func NewMemoryHub(lim HubLimits) Hub {
 		joined:  map[string]map[string]*room{},
 		idle:    list.New(),
 		busy:    list.New(),
+		epoch:   newEpoch(),
 	}
 }
+
+// newEpoch returns 8 random bytes as 16 hex characters: two hubs (a node
+// and its restart) practically never share one.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// posLocked is r's latest position.
+func (h *memoryHub) posLocked(r *room) Position { return Position{Offset: r.offset, Epoch: h.epoch} }
 
 // Stats returns the hub's sizes.
 func (h *memoryHub) Stats() HubStats {
@@ -195,26 +232,26 @@ func (h *memoryHub) Detach(_ context.Context, p Peer) error {
 	return nil
 }
 
-func (h *memoryHub) Join(_ context.Context, name, client string) ([]string, uint64, error) {
+func (h *memoryHub) Join(_ context.Context, name, client string) ([]string, Position, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.clients[client]) == 0 {
-		return nil, 0, ErrNotAttached
+		return nil, Position{}, ErrNotAttached
 	}
 	r := h.rooms[name]
 	if r != nil {
 		if _, ok := r.members[client]; ok {
 			h.settleLocked(r)
-			return sortedKeys(r.members), r.offset, nil
+			return sortedKeys(r.members), h.posLocked(r), nil
 		}
 	}
 	if len(h.joined[client]) >= h.lim.MaxRoomsPerClient {
-		return nil, 0, &LimitError{"rooms per client", h.lim.MaxRoomsPerClient}
+		return nil, Position{}, &LimitError{"rooms per client", h.lim.MaxRoomsPerClient}
 	}
 	if r == nil {
 		var err error
 		if r, err = h.createLocked(name); err != nil {
-			return nil, 0, err
+			return nil, Position{}, err
 		}
 	}
 	h.toRoomLocked(r, client, NewPush(chat.PushPresence, &chat.Presence{Room: name, ClientID: client, Event: chat.EventJoin}))
@@ -226,7 +263,7 @@ func (h *memoryHub) Join(_ context.Context, name, client string) ([]string, uint
 	}
 	rooms[name] = r
 	h.settleLocked(r)
-	return sortedKeys(r.members), r.offset, nil
+	return sortedKeys(r.members), h.posLocked(r), nil
 }
 
 // createLocked makes a room; at MaxRooms it first deletes the least
@@ -299,18 +336,18 @@ func (h *memoryHub) Members(_ context.Context, name string) ([]string, error) {
 	return []string{}, nil
 }
 
-func (h *memoryHub) Send(_ context.Context, m chat.Message) (uint64, error) {
+func (h *memoryHub) Send(_ context.Context, m chat.Message) (Position, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rooms[m.Room]
 	if r == nil {
-		return 0, ErrNotMember
+		return Position{}, ErrNotMember
 	}
 	if _, ok := r.members[m.From]; !ok {
-		return 0, ErrNotMember
+		return Position{}, ErrNotMember
 	}
 	r.offset++
-	m.Offset = r.offset
+	m.Offset, m.Epoch = r.offset, h.epoch
 	// The stored text is a copy of its own, so its cost is what it holds.
 	e := chat.HistoryEntry{Offset: m.Offset, From: m.From, Message: strings.Clone(m.Message), TS: m.TS}
 	cost := entryCost(&e)
@@ -319,7 +356,7 @@ func (h *memoryHub) Send(_ context.Context, m chat.Message) (uint64, error) {
 	h.historyBytes += r.push(e)
 	h.settleLocked(r)
 	h.toRoomLocked(r, "", NewPush(chat.PushMessage, &m))
-	return m.Offset, nil
+	return h.posLocked(r), nil
 }
 
 // trimRoomLocked drops r's oldest messages until one more of cost fits its
@@ -353,14 +390,17 @@ func (h *memoryHub) trimNodeLocked(cost int) {
 	}
 }
 
-func (h *memoryHub) History(_ context.Context, name string, since, limit uint64) ([]chat.HistoryEntry, error) {
+// History of a room that does not exist (never had a message, or was
+// deleted) is empty at the floor: offsets of a deleted room are at most
+// the floor, and a room made later starts above it.
+func (h *memoryHub) History(_ context.Context, name string, since, limit uint64) ([]chat.HistoryEntry, Position, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rooms[name]
 	if r == nil {
-		return []chat.HistoryEntry{}, nil
+		return []chat.HistoryEntry{}, Position{Offset: h.floor, Epoch: h.epoch}, nil
 	}
-	return r.entries(since, limit), nil
+	return r.entries(since, limit), h.posLocked(r), nil
 }
 
 func (h *memoryHub) Broadcast(_ context.Context, p *Push) (int, error) {

@@ -56,7 +56,7 @@ func members(t testing.TB, h Hub, room string) []string {
 
 func history(t testing.TB, h Hub, room string, since, limit uint64) []chat.HistoryEntry {
 	t.Helper()
-	e, err := h.History(bg, room, since, limit)
+	e, _, err := h.History(bg, room, since, limit)
 	if err != nil {
 		t.Fatalf("history of %s: %v", room, err)
 	}
@@ -65,20 +65,20 @@ func history(t testing.TB, h Hub, room string, since, limit uint64) []chat.Histo
 
 func mustJoin(t testing.TB, h Hub, room, client string) uint64 {
 	t.Helper()
-	_, off, err := h.Join(bg, room, client)
+	_, pos, err := h.Join(bg, room, client)
 	if err != nil {
 		t.Fatalf("%s joins %s: %v", client, room, err)
 	}
-	return off
+	return pos.Offset
 }
 
 func mustSend(t testing.TB, h Hub, room, from, text string) uint64 {
 	t.Helper()
-	off, err := h.Send(bg, chat.Message{Room: room, From: from, Message: text})
+	pos, err := h.Send(bg, chat.Message{Room: room, From: from, Message: text})
 	if err != nil {
 		t.Fatalf("%s sends to %s: %v", from, room, err)
 	}
-	return off
+	return pos.Offset
 }
 
 // hubState is what a test inspects of a memoryHub, read under its lock.
@@ -396,6 +396,42 @@ func TestOffsetsNeverRepeat(t *testing.T) {
 	}
 }
 
+// The in-process hub has one epoch for its life, 16 random hex characters,
+// kept by a room deleted and made again (offsets never repeat under it)
+// and different in the next hub (a restart, which loses history).
+func TestMemoryHubEpoch(t *testing.T) {
+	h := testHub(t, HubLimits{MaxRooms: 1}, "a")
+	_, joined, err := h.Join(bg, "r", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(joined.Epoch) != 16 || strings.Trim(joined.Epoch, "0123456789abcdef") != "" {
+		t.Fatalf("epoch %q: want 16 hex characters", joined.Epoch)
+	}
+	mustSend(t, h, "r", "a", "x")
+	if err := h.Leave(bg, "r", "a"); err != nil {
+		t.Fatal(err)
+	}
+	mustJoin(t, h, "evictor", "a") // at MaxRooms 1: r goes, history and all
+	if h.hasRoom("r") {
+		t.Fatal("r was not evicted")
+	}
+	if err := h.Leave(bg, "evictor", "a"); err != nil {
+		t.Fatal(err)
+	}
+	_, again, err := h.Join(bg, "r", "a")
+	if err != nil || again.Epoch != joined.Epoch {
+		t.Fatalf("re-created room: %+v, %v; want epoch %q", again, err, joined.Epoch)
+	}
+	if _, pos, err := h.History(bg, "never", 0, 10); err != nil || pos.Epoch != joined.Epoch {
+		t.Fatalf("history of a room that never existed: %+v, %v; want epoch %q", pos, err, joined.Epoch)
+	}
+	other := testHub(t, HubLimits{}, "a")
+	if _, pos, err := other.Join(bg, "r", "a"); err != nil || pos.Epoch == joined.Epoch {
+		t.Fatalf("a second hub's epoch %q, %v: want one different from %q", pos.Epoch, err, joined.Epoch)
+	}
+}
+
 // Only a client id with a live connection joins: a membership nobody can
 // end would pin its room forever.
 func TestJoinNeedsLiveConnection(t *testing.T) {
@@ -493,8 +529,8 @@ func (f failingHub) Attach(ctx context.Context, p Peer) error {
 	return f.Hub.Attach(ctx, p)
 }
 
-func (f failingHub) History(context.Context, string, uint64, uint64) ([]chat.HistoryEntry, error) {
-	return nil, errBus
+func (f failingHub) History(context.Context, string, uint64, uint64) ([]chat.HistoryEntry, Position, error) {
+	return nil, Position{}, errBus
 }
 
 func (f failingHub) Broadcast(context.Context, *Push) (int, error) { return 0, errBus }

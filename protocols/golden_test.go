@@ -43,6 +43,10 @@ const ts = 1764000000123 // a fixed Unix time in milliseconds
 
 var members = []string{"alice", "bob"}
 
+// epoch is the stream epoch of the examples (the in-process hub's form:
+// 16 hex characters).
+const epoch = "9c4e1f0a7b2d8e35"
+
 var vectors = []vector{
 	{name: "ping.request", comment: "chat.ping request, id 1", msg: req(1, chat.MethodPing, nil), body: &chat.PingParams{}},
 	{name: "ping.result", comment: "chat.ping result for id 1", msg: res(1, chat.MethodPing), body: &chat.PingResult{Status: "ok", Timestamp: 1764000000}},
@@ -50,25 +54,27 @@ var vectors = []vector{
 	{name: "broadcast.result", comment: "chat.broadcast result: queued to 3 connections", msg: res(2, chat.MethodBroadcast), body: &chat.BroadcastResult{Status: "ok", Delivered: 3}},
 	{name: "broadcast.notification", comment: "chat.broadcast sent as a notification (no reply)", msg: push(chat.MethodBroadcast), body: &chat.BroadcastParams{Message: "fire and forget"}},
 	{name: "join.request", comment: "chat.join request, id 3", msg: req(3, chat.MethodJoin, nil), body: &chat.JoinParams{Room: "lobby"}},
-	{name: "join.result", comment: "chat.join result", msg: res(3, chat.MethodJoin), body: &chat.JoinResult{Room: "lobby", Members: members, Offset: 41}},
+	{name: "join.result", comment: "chat.join result", msg: res(3, chat.MethodJoin), body: &chat.JoinResult{Room: "lobby", Members: members, Offset: 41, Epoch: epoch}},
 	{name: "leave.request", comment: "chat.leave request, id 4", msg: req(4, chat.MethodLeave, nil), body: &chat.LeaveParams{Room: "lobby"}},
 	{name: "leave.result", comment: "chat.leave result", msg: res(4, chat.MethodLeave), body: &chat.LeaveResult{Room: "lobby"}},
 	{name: "send.request", comment: "chat.send request, id 5", msg: req(5, chat.MethodSend, nil), body: &chat.SendParams{Room: "lobby", Message: "hi all"}},
-	{name: "send.result", comment: "chat.send result: the message got offset 42", msg: res(5, chat.MethodSend), body: &chat.SendResult{Room: "lobby", Offset: 42}},
+	{name: "send.result", comment: "chat.send result: the message got offset 42", msg: res(5, chat.MethodSend), body: &chat.SendResult{Room: "lobby", Offset: 42, Epoch: epoch}},
 	{name: "direct.request", comment: "chat.direct request, id 6", msg: req(6, chat.MethodDirect, nil), body: &chat.DirectParams{To: "bob", Message: "psst"}},
 	{name: "direct.result", comment: "chat.direct result: bob has 2 connections", msg: res(6, chat.MethodDirect), body: &chat.DirectResult{Delivered: 2}},
 	{name: "members.request", comment: "chat.members request, id 7", msg: req(7, chat.MethodMembers, nil), body: &chat.MembersParams{Room: "lobby"}},
 	{name: "members.result", comment: "chat.members result", msg: res(7, chat.MethodMembers), body: &chat.MembersResult{Room: "lobby", Members: members}},
-	{name: "history.request", comment: "chat.history request, id 8: messages after offset 40, at most 2", msg: req(8, chat.MethodHistory, nil), body: &chat.HistoryParams{Room: "lobby", Since: 40, Limit: 2}},
-	{name: "history.request-defaults", comment: "chat.history request, id 9, without since and limit", msg: req(9, chat.MethodHistory, nil), body: &chat.HistoryParams{Room: "lobby"}},
-	{name: "history.result", comment: "chat.history result", msg: res(8, chat.MethodHistory), body: &chat.HistoryResult{Room: "lobby", Messages: []chat.HistoryEntry{
-		{Offset: 41, From: "alice", Message: "first", TS: ts}, {Offset: 42, From: "bob", Message: "second", TS: ts + 1}}}},
+	{name: "history.request", comment: "chat.history request, id 8: messages after offset 40 of epoch 9c4e1f0a7b2d8e35, at most 2", msg: req(8, chat.MethodHistory, nil), body: &chat.HistoryParams{Room: "lobby", Since: 40, Limit: 2, Epoch: epoch}},
+	{name: "history.request-defaults", comment: "chat.history request, id 9, without since, limit and epoch", msg: req(9, chat.MethodHistory, nil), body: &chat.HistoryParams{Room: "lobby"}},
+	{name: "history.result", comment: "chat.history result: recovered, the messages continue after offset 40", msg: res(8, chat.MethodHistory), body: &chat.HistoryResult{Room: "lobby", Messages: []chat.HistoryEntry{
+		{Offset: 41, From: "alice", Message: "first", TS: ts}, {Offset: 42, From: "bob", Message: "second", TS: ts + 1}}, Epoch: epoch, Recovered: true}},
+	{name: "history.result-not-recovered", comment: "chat.history result to id 9: not recovered (the epoch changed, or the messages after since were evicted)", msg: res(9, chat.MethodHistory), body: &chat.HistoryResult{Room: "lobby", Messages: []chat.HistoryEntry{
+		{Offset: 3, From: "bob", Message: "third", TS: ts + 2}}, Epoch: "r2", Recovered: false}},
 	{name: "discover.request", comment: "rpc.discover request, id 10", msg: req(10, chat.MethodDiscover, nil), body: &chat.DiscoverParams{}},
 	{name: "discover.result", comment: "rpc.discover result (shortened to two entries)", msg: res(10, chat.MethodDiscover), body: &chat.DiscoverResult{Methods: []chat.MethodInfo{
 		{Name: chat.MethodPing, ID: 0x10, Params: "{}", Result: "{status:string, timestamp:int}"},
 		{Name: chat.PushPresence, ID: 0x21, Push: true, Params: "{room:string, client_id:string, event:string}"}}}},
 	{name: "message.broadcast", comment: "chat.message push from chat.broadcast", msg: push(chat.PushMessage), body: &chat.Message{From: "alice", Message: "hello", TS: ts}},
-	{name: "message.room", comment: "chat.message push from chat.send", msg: push(chat.PushMessage), body: &chat.Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, TS: ts}},
+	{name: "message.room", comment: "chat.message push from chat.send", msg: push(chat.PushMessage), body: &chat.Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, Epoch: epoch, TS: ts}},
 	{name: "message.direct", comment: "chat.message push from chat.direct", msg: push(chat.PushMessage), body: &chat.Message{From: "alice", To: "bob", Message: "psst", TS: ts}},
 	{name: "presence.join", comment: "chat.presence push: bob joined", msg: push(chat.PushPresence), body: &chat.Presence{Room: "lobby", ClientID: "bob", Event: chat.EventJoin}},
 	{name: "presence.leave", comment: "chat.presence push: bob left", msg: push(chat.PushPresence), body: &chat.Presence{Room: "lobby", ClientID: "bob", Event: chat.EventLeave}},

@@ -205,9 +205,9 @@ func TestCallListen(t *testing.T) {
 	}
 	// The message push, possibly after sender's presence push.
 	last := got[len(got)-1]
-	const want = `{"method":"chat.message","params":{"room":"lobby","from":"sender","message":"hi <all>","offset":1,"ts":`
-	if !strings.HasPrefix(last, want) {
-		t.Errorf("push line %q, want prefix %q", last, want)
+	const want = `{"method":"chat.message","params":{"room":"lobby","from":"sender","message":"hi <all>","offset":1,"epoch":"`
+	if !strings.HasPrefix(last, want) || !strings.Contains(last, `","ts":`) {
+		t.Errorf("push line %q, want prefix %q and an epoch then ts", last, want)
 	}
 
 	// The server going away ends the listening early, with status 0. The

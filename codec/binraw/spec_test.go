@@ -13,6 +13,9 @@ const ts = 1764000000123
 
 var members = []string{"alice", "bob"}
 
+// epoch is the stream epoch of the examples.
+const epoch = "9c4e1f0a7b2d8e35"
+
 // specFrames are the complete frames shown in protocols/binary-raw.md, with
 // the message and typed body each one stands for.
 var specFrames = []struct {
@@ -39,24 +42,24 @@ var specFrames = []struct {
 	{"broadcast request", "00 02 11 05 68 65 6c 6c 6f", req(2, chat.MethodBroadcast, ""), &chat.BroadcastParams{Message: "hello"}, false},
 	{"broadcast result", "02 02 02 6f 6b 03", result(2, ""), &chat.BroadcastResult{Status: "ok", Delivered: 3}, false},
 	{"join request", "00 03 12 05 6c 6f 62 62 79", req(3, chat.MethodJoin, ""), &chat.JoinParams{Room: "lobby"}, false},
-	{"join result", "02 03 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29", result(3, ""), &chat.JoinResult{Room: "lobby", Members: members, Offset: 41}, false},
+	{"join result", "02 03 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35", result(3, ""), &chat.JoinResult{Room: "lobby", Members: members, Offset: 41, Epoch: epoch}, false},
 	{"leave request", "00 04 13 05 6c 6f 62 62 79", req(4, chat.MethodLeave, ""), &chat.LeaveParams{Room: "lobby"}, false},
 	{"leave result", "02 04 05 6c 6f 62 62 79", result(4, ""), &chat.LeaveResult{Room: "lobby"}, false},
 	{"send request", "00 05 14 05 6c 6f 62 62 79 06 68 69 20 61 6c 6c", req(5, chat.MethodSend, ""), &chat.SendParams{Room: "lobby", Message: "hi all"}, false},
-	{"send result", "02 05 05 6c 6f 62 62 79 2a", result(5, ""), &chat.SendResult{Room: "lobby", Offset: 42}, false},
+	{"send result", "02 05 05 6c 6f 62 62 79 2a 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35", result(5, ""), &chat.SendResult{Room: "lobby", Offset: 42, Epoch: epoch}, false},
 	{"direct request", "00 06 15 03 62 6f 62 04 70 73 73 74", req(6, chat.MethodDirect, ""), &chat.DirectParams{To: "bob", Message: "psst"}, false},
 	{"direct result", "02 06 02", result(6, ""), &chat.DirectResult{Delivered: 2}, false},
 	{"members request", "00 07 16 05 6c 6f 62 62 79", req(7, chat.MethodMembers, ""), &chat.MembersParams{Room: "lobby"}, false},
 	{"members result", "02 07 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62", result(7, ""), &chat.MembersResult{Room: "lobby", Members: members}, false},
-	{"history request", "00 08 17 05 6c 6f 62 62 79 28 02", req(8, chat.MethodHistory, ""), &chat.HistoryParams{Room: "lobby", Since: 40, Limit: 2}, false},
-	{"history request with defaults", "00 09 17 05 6c 6f 62 62 79 00 00", req(9, chat.MethodHistory, ""), &chat.HistoryParams{Room: "lobby"}, false},
-	{"history result", "02 08 05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66",
+	{"history request", "00 08 17 05 6c 6f 62 62 79 28 02 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35", req(8, chat.MethodHistory, ""), &chat.HistoryParams{Room: "lobby", Since: 40, Limit: 2, Epoch: epoch}, false},
+	{"history request with defaults", "00 09 17 05 6c 6f 62 62 79 00 00 00", req(9, chat.MethodHistory, ""), &chat.HistoryParams{Room: "lobby"}, false},
+	{"history result", "02 08 05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35 01",
 		result(8, ""), &chat.HistoryResult{Room: "lobby", Messages: []chat.HistoryEntry{
-			{Offset: 41, From: "alice", Message: "first", TS: ts}, {Offset: 42, From: "bob", Message: "second", TS: ts + 1}}}, false},
+			{Offset: 41, From: "alice", Message: "first", TS: ts}, {Offset: 42, From: "bob", Message: "second", TS: ts + 1}}, Epoch: epoch, Recovered: true}, false},
 	{"message from broadcast", "01 20 00 05 61 6c 69 63 65 05 68 65 6c 6c 6f f6 a1 bf e9 d6 66", note(chat.PushMessage, ""),
 		&chat.Message{From: "alice", Message: "hello", TS: ts}, false},
-	{"message from send", "01 20 05 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a", note(chat.PushMessage, ""),
-		&chat.Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, TS: ts}, false},
+	{"message from send", "01 20 0d 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35", note(chat.PushMessage, ""),
+		&chat.Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, Epoch: epoch, TS: ts}, false},
 	{"message from direct", "01 20 02 05 61 6c 69 63 65 04 70 73 73 74 f6 a1 bf e9 d6 66 03 62 6f 62", note(chat.PushMessage, ""),
 		&chat.Message{From: "alice", To: "bob", Message: "psst", TS: ts}, false},
 	{"presence join", "01 21 05 6c 6f 62 62 79 03 62 6f 62 01", note(chat.PushPresence, ""), &chat.Presence{Room: "lobby", ClientID: "bob", Event: chat.EventJoin}, false},

@@ -618,7 +618,7 @@ func TestCrossLibrary(t *testing.T) {
 		{codec.Message{Kind: codec.KindNotification, Method: chat.PushMessage}, &chat.Message{From: "a", Message: "m", TS: -5},
 			[]any{int64(2), "chat.message", []any{map[string]any{"from": "a", "message": "m", "ts": int64(-5)}}}},
 		{codec.Message{Kind: codec.KindResult, ID: codec.NumberID(-7)}, &chat.SendResult{Room: "r", Offset: 1 << 40},
-			[]any{int64(1), int64(-7), nil, map[string]any{"room": "r", "offset": int64(1 << 40)}}},
+			[]any{int64(1), int64(-7), nil, map[string]any{"room": "r", "offset": int64(1 << 40), "epoch": ""}}},
 		{codec.Message{Kind: codec.KindResult, ID: codec.NumberID(2)}, nil, []any{int64(1), int64(2), nil, nil}},
 		{codec.Message{Kind: codec.KindError, ID: codec.NullID, Error: &codec.Error{Code: -32700, Message: "Parse error", Data: "d"}}, nil,
 			[]any{int64(1), nil, map[string]any{"code": int64(-32700), "message": "Parse error", "data": "d"}, nil}},

@@ -117,13 +117,13 @@ func Run(t *testing.T, newHub func(t *testing.T) gateway.Hub) {
 		}
 		return out
 	}
-	join := func(t *testing.T, h gateway.Hub, room, id string) ([]string, uint64) {
+	join := func(t *testing.T, h gateway.Hub, room, id string) ([]string, gateway.Position) {
 		t.Helper()
-		members, off, err := h.Join(ctx, room, id)
+		members, pos, err := h.Join(ctx, room, id)
 		if err != nil {
 			t.Fatalf("%s joins %s: %v", id, room, err)
 		}
-		return members, off
+		return members, pos
 	}
 
 	t.Run("join is idempotent and tells the others once", func(t *testing.T) {
@@ -161,37 +161,68 @@ func Run(t *testing.T, newHub func(t *testing.T) gateway.Hub) {
 		ps := attach(t, h, "a", "b", "c")
 		join(t, h, "r", "a")
 		_, start := join(t, h, "r", "b")
-		var offs []uint64
+		var pos []gateway.Position
 		for i := range 3 {
-			offs = append(offs, sendOK(t, h, "r", "a", fmt.Sprint("m", i)))
+			pos = append(pos, sendOK(t, h, "r", "a", fmt.Sprint("m", i)))
 		}
-		for i := 1; i < len(offs); i++ {
-			if offs[i] <= offs[i-1] || offs[0] <= start {
-				t.Fatalf("offsets %v after join offset %d: want growing", offs, start)
+		for i := 1; i < len(pos); i++ {
+			if pos[i].Offset <= pos[i-1].Offset || pos[0].Offset <= start.Offset {
+				t.Fatalf("positions %v after join at %v: want growing offsets", pos, start)
 			}
 		}
 		for _, p := range ps[:2] { // the sender included
-			for i, off := range offs {
+			for i, want := range pos {
 				var m chat.Message
 				p.Next(t, chat.PushMessage, &m)
-				if m.Room != "r" || m.From != "a" || m.Message != fmt.Sprint("m", i) || m.Offset != off {
-					t.Fatalf("%s got %+v, want m%d at %d", p.ID, m, i, off)
+				if m.Room != "r" || m.From != "a" || m.Message != fmt.Sprint("m", i) || (gateway.Position{Offset: m.Offset, Epoch: m.Epoch}) != want {
+					t.Fatalf("%s got %+v, want m%d at %+v", p.ID, m, i, want)
 				}
 			}
 		}
-		sendOK(t, h, "r", "b", "marker")
+		last := sendOK(t, h, "r", "b", "marker")
 		var m chat.Message
 		ps[1].Next(t, chat.PushMessage, &m)
 		ps[2].Quiet(t, chat.PushMessage) // not a member
-		got, err := h.History(ctx, "r", offs[0], 10)
-		if err != nil || len(got) != 3 || got[0].Offset != offs[1] || got[1].Offset != offs[2] || got[0].Message != "m1" {
-			t.Fatalf("history since %d: %+v, %v", offs[0], got, err)
+		got, latest, err := h.History(ctx, "r", pos[0].Offset, 10)
+		if err != nil || len(got) != 3 || got[0].Offset != pos[1].Offset || got[1].Offset != pos[2].Offset || got[0].Message != "m1" {
+			t.Fatalf("history since %d: %+v, %v", pos[0].Offset, got, err)
 		}
-		if got, err := h.History(ctx, "r", 0, 2); err != nil || len(got) != 2 || got[0].Offset != offs[0] {
-			t.Fatalf("history limit 2: %+v, %v", got, err)
+		if latest != last {
+			t.Fatalf("history's position %+v, want the last send's %+v", latest, last)
 		}
-		if got, err := h.History(ctx, "nowhere", 0, 10); err != nil || got == nil || len(got) != 0 {
+		if got, latest, err := h.History(ctx, "r", 0, 2); err != nil || len(got) != 2 || got[0].Offset != pos[0].Offset || latest != last {
+			t.Fatalf("history limit 2: %+v at %+v, %v; want the last send's position %+v", got, latest, err, last)
+		}
+		if got, _, err := h.History(ctx, "nowhere", 0, 10); err != nil || got == nil || len(got) != 0 {
 			t.Fatalf("history of an unknown room: %#v, %v, want an empty list", got, err)
+		}
+	})
+
+	t.Run("one epoch per room stream: send, push, join and history agree", func(t *testing.T) {
+		h := newHub(t)
+		ps := attach(t, h, "a", "b")
+		join(t, h, "r", "a")
+		sent := sendOK(t, h, "r", "a", "first")
+		if !gateway.ValidEpoch(sent.Epoch) {
+			t.Fatalf("send's epoch %q: want 1-%d characters of [A-Za-z0-9_-]", sent.Epoch, chat.MaxEpochLen)
+		}
+		var m chat.Message
+		ps[0].Next(t, chat.PushMessage, &m)
+		if m.Offset != sent.Offset || m.Epoch != sent.Epoch {
+			t.Fatalf("pushed offset %d epoch %q, send returned %+v", m.Offset, m.Epoch, sent)
+		}
+		if _, pos := join(t, h, "r", "b"); pos != sent {
+			t.Fatalf("join after a send: %+v, want the send's %+v", pos, sent)
+		}
+		if _, pos := join(t, h, "r", "a"); pos != sent { // a member joining again
+			t.Fatalf("join again: %+v, want %+v", pos, sent)
+		}
+		if got, pos, err := h.History(ctx, "r", sent.Offset, 10); err != nil || len(got) != 0 || pos != sent {
+			t.Fatalf("history after the last message: %+v at %+v, %v; want none at %+v", got, pos, err, sent)
+		}
+		next := sendOK(t, h, "r", "b", "second")
+		if next.Epoch != sent.Epoch || next.Offset <= sent.Offset {
+			t.Fatalf("second send %+v after %+v: want the same epoch and a higher offset", next, sent)
 		}
 	})
 
@@ -278,13 +309,13 @@ func Run(t *testing.T, newHub func(t *testing.T) gateway.Hub) {
 	})
 }
 
-func sendOK(t *testing.T, h gateway.Hub, room, from, text string) uint64 {
+func sendOK(t *testing.T, h gateway.Hub, room, from, text string) gateway.Position {
 	t.Helper()
-	off, err := h.Send(context.Background(), chat.Message{Room: room, From: from, Message: text, TS: time.Now().UnixMilli()})
+	pos, err := h.Send(context.Background(), chat.Message{Room: room, From: from, Message: text, TS: time.Now().UnixMilli()})
 	if err != nil {
 		t.Fatalf("%s sends to %s: %v", from, room, err)
 	}
-	return off
+	return pos
 }
 
 func members(t *testing.T, h gateway.Hub, room string) []string {

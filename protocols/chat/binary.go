@@ -27,7 +27,8 @@ const (
 	msgRoom   = 1 << 0
 	msgTo     = 1 << 1
 	msgOffset = 1 << 2
-	msgFlags  = msgRoom | msgTo | msgOffset
+	msgEpoch  = 1 << 3 // set exactly when msgOffset is
+	msgFlags  = msgRoom | msgTo | msgOffset | msgEpoch
 )
 
 // Presence event bytes.
@@ -40,6 +41,7 @@ var (
 	errEvent = errors.New(`presence event is neither "join" nor "leave"`)
 	errFlags = errors.New("reserved flag bits set")
 	errEmpty = errors.New("flagged field is empty")
+	errEpoch = errors.New("epoch flag without offset flag, or offset flag without epoch flag")
 )
 
 // AppendBinary appends nothing: chat.ping has no params.
@@ -101,17 +103,19 @@ func (p *JoinParams) UnmarshalBinary(data []byte) error {
 	return set(p, v, &r)
 }
 
-// AppendBinary appends room, members and offset.
+// AppendBinary appends room, members, offset and epoch.
 func (p JoinResult) AppendBinary(dst []byte) ([]byte, error) {
 	dst = wire.AppendString(dst, p.Room)
 	dst = appendStrings(dst, p.Members)
-	return wire.AppendUvarint(dst, p.Offset), nil
+	dst = wire.AppendUvarint(dst, p.Offset)
+	return wire.AppendString(dst, p.Epoch), nil
 }
 
-// UnmarshalBinary decodes room, members and offset.
+// UnmarshalBinary decodes room, members, offset and epoch.
 func (p *JoinResult) UnmarshalBinary(data []byte) error {
 	r := wire.NewReader(data, "chat.join result")
 	v := JoinResult{Room: r.Field("room").String(), Members: readStrings(r.Field("members")), Offset: r.Field("offset").Uvarint()}
+	v.Epoch = r.Field("epoch").String()
 	return set(p, v, &r)
 }
 
@@ -152,16 +156,17 @@ func (p *SendParams) UnmarshalBinary(data []byte) error {
 	return set(p, v, &r)
 }
 
-// AppendBinary appends room and offset.
+// AppendBinary appends room, offset and epoch.
 func (p SendResult) AppendBinary(dst []byte) ([]byte, error) {
 	dst = wire.AppendString(dst, p.Room)
-	return wire.AppendUvarint(dst, p.Offset), nil
+	dst = wire.AppendUvarint(dst, p.Offset)
+	return wire.AppendString(dst, p.Epoch), nil
 }
 
-// UnmarshalBinary decodes room and offset.
+// UnmarshalBinary decodes room, offset and epoch.
 func (p *SendResult) UnmarshalBinary(data []byte) error {
 	r := wire.NewReader(data, "chat.send result")
-	v := SendResult{Room: r.Field("room").String(), Offset: r.Field("offset").Uvarint()}
+	v := SendResult{Room: r.Field("room").String(), Offset: r.Field("offset").Uvarint(), Epoch: r.Field("epoch").String()}
 	return set(p, v, &r)
 }
 
@@ -215,32 +220,35 @@ func (p *MembersResult) UnmarshalBinary(data []byte) error {
 	return set(p, v, &r)
 }
 
-// AppendBinary appends room, since and limit; zero is how an absent since
-// or limit is written.
+// AppendBinary appends room, since, limit and epoch; zero (the empty
+// string for epoch) is how an absent since, limit or epoch is written.
 func (p HistoryParams) AppendBinary(dst []byte) ([]byte, error) {
 	dst = wire.AppendString(dst, p.Room)
 	dst = wire.AppendUvarint(dst, p.Since)
-	return wire.AppendUvarint(dst, p.Limit), nil
+	dst = wire.AppendUvarint(dst, p.Limit)
+	return wire.AppendString(dst, p.Epoch), nil
 }
 
-// UnmarshalBinary decodes room, since and limit.
+// UnmarshalBinary decodes room, since, limit and epoch.
 func (p *HistoryParams) UnmarshalBinary(data []byte) error {
 	r := wire.NewReader(data, "chat.history params")
 	v := HistoryParams{Room: r.Field("room").String(), Since: r.Field("since").Uvarint(), Limit: r.Field("limit").Uvarint()}
+	v.Epoch = r.Field("epoch").String()
 	return set(p, v, &r)
 }
 
-// AppendBinary appends room and the list of entries.
+// AppendBinary appends room, the list of entries, epoch and recovered.
 func (p HistoryResult) AppendBinary(dst []byte) ([]byte, error) {
 	dst = wire.AppendString(dst, p.Room)
 	dst = wire.AppendUvarint(dst, uint64(len(p.Messages)))
 	for i := range p.Messages {
 		dst = p.Messages[i].appendBinary(dst)
 	}
-	return dst, nil
+	dst = wire.AppendString(dst, p.Epoch)
+	return wire.AppendBool(dst, p.Recovered), nil
 }
 
-// UnmarshalBinary decodes room and the list of entries.
+// UnmarshalBinary decodes room, the list of entries, epoch and recovered.
 func (p *HistoryResult) UnmarshalBinary(data []byte) error {
 	r := wire.NewReader(data, "chat.history result")
 	v := HistoryResult{Room: r.Field("room").String()}
@@ -250,6 +258,8 @@ func (p *HistoryResult) UnmarshalBinary(data []byte) error {
 			v.Messages[i].read(&r)
 		}
 	}
+	v.Epoch = r.Field("epoch").String()
+	v.Recovered = r.Field("recovered").Bool()
 	return set(p, v, &r)
 }
 
@@ -336,9 +346,13 @@ func (m *MethodInfo) read(r *wire.Reader) {
 	m.Result = r.Field("result").String()
 }
 
-// AppendBinary appends the flags byte, from, message and ts, then room, to
-// and offset when they are set.
+// AppendBinary appends the flags byte, from, message and ts, then room, to,
+// offset and epoch when they are set. A message with an offset and no
+// epoch, or an epoch and no offset, has no encoding.
 func (m Message) AppendBinary(dst []byte) ([]byte, error) {
+	if (m.Offset != 0) != (m.Epoch != "") {
+		return dst, errEpoch
+	}
 	var flags byte
 	if m.Room != "" {
 		flags |= msgRoom
@@ -347,7 +361,7 @@ func (m Message) AppendBinary(dst []byte) ([]byte, error) {
 		flags |= msgTo
 	}
 	if m.Offset != 0 {
-		flags |= msgOffset
+		flags |= msgOffset | msgEpoch
 	}
 	dst = append(dst, flags)
 	dst = wire.AppendString(dst, m.From)
@@ -361,17 +375,21 @@ func (m Message) AppendBinary(dst []byte) ([]byte, error) {
 	}
 	if flags&msgOffset != 0 {
 		dst = wire.AppendUvarint(dst, m.Offset)
+		dst = wire.AppendString(dst, m.Epoch)
 	}
 	return dst, nil
 }
 
 // UnmarshalBinary decodes a chat.message push. A flag set for an empty
-// value is invalid, as are the reserved flag bits.
+// value is invalid, as are the reserved flag bits and an epoch flag that
+// differs from the offset flag.
 func (m *Message) UnmarshalBinary(data []byte) error {
 	r := wire.NewReader(data, "chat.message")
 	flags := r.Field("flags").Byte()
 	if flags&^msgFlags != 0 {
 		r.Fail(errFlags)
+	} else if (flags&msgOffset == 0) != (flags&msgEpoch == 0) {
+		r.Fail(errEpoch)
 	}
 	v := Message{From: r.Field("from").String(), Message: r.Field("message").String(), TS: r.Field("ts").Varint()}
 	if flags&msgRoom != 0 {
@@ -384,6 +402,7 @@ func (m *Message) UnmarshalBinary(data []byte) error {
 		if v.Offset = r.Field("offset").Uvarint(); v.Offset == 0 {
 			r.Fail(errEmpty)
 		}
+		v.Epoch = nonEmpty(&r, r.Field("epoch").String())
 	}
 	return set(m, v, &r)
 }

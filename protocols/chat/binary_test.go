@@ -40,6 +40,9 @@ func newOfSame(v any) binaryType {
 
 const ts = 1764000000123
 
+// epoch is the stream epoch of the examples.
+const epoch = "9c4e1f0a7b2d8e35"
+
 // specPayloads are the payloads of the examples of protocols/binary-raw.md
 // §8 and §9 (the frames without their envelope).
 var specPayloads = []struct {
@@ -52,20 +55,20 @@ var specPayloads = []struct {
 	{"broadcast params", &BroadcastParams{Message: "hello"}, "05 68 65 6c 6c 6f"},
 	{"broadcast result", &BroadcastResult{Status: "ok", Delivered: 3}, "02 6f 6b 03"},
 	{"join params", &JoinParams{Room: "lobby"}, "05 6c 6f 62 62 79"},
-	{"join result", &JoinResult{Room: "lobby", Members: []string{"alice", "bob"}, Offset: 41}, "05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29"},
+	{"join result", &JoinResult{Room: "lobby", Members: []string{"alice", "bob"}, Offset: 41, Epoch: epoch}, "05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35"},
 	{"leave params", &LeaveParams{Room: "lobby"}, "05 6c 6f 62 62 79"},
 	{"leave result", &LeaveResult{Room: "lobby"}, "05 6c 6f 62 62 79"},
 	{"send params", &SendParams{Room: "lobby", Message: "hi all"}, "05 6c 6f 62 62 79 06 68 69 20 61 6c 6c"},
-	{"send result", &SendResult{Room: "lobby", Offset: 42}, "05 6c 6f 62 62 79 2a"},
+	{"send result", &SendResult{Room: "lobby", Offset: 42, Epoch: epoch}, "05 6c 6f 62 62 79 2a 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35"},
 	{"direct params", &DirectParams{To: "bob", Message: "psst"}, "03 62 6f 62 04 70 73 73 74"},
 	{"direct result", &DirectResult{Delivered: 2}, "02"},
 	{"members params", &MembersParams{Room: "lobby"}, "05 6c 6f 62 62 79"},
 	{"members result", &MembersResult{Room: "lobby", Members: []string{"alice", "bob"}}, "05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62"},
-	{"history params", &HistoryParams{Room: "lobby", Since: 40, Limit: 2}, "05 6c 6f 62 62 79 28 02"},
-	{"history params defaults", &HistoryParams{Room: "lobby"}, "05 6c 6f 62 62 79 00 00"},
+	{"history params", &HistoryParams{Room: "lobby", Since: 40, Limit: 2, Epoch: epoch}, "05 6c 6f 62 62 79 28 02 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35"},
+	{"history params defaults", &HistoryParams{Room: "lobby"}, "05 6c 6f 62 62 79 00 00 00"},
 	{"history result", &HistoryResult{Room: "lobby", Messages: []HistoryEntry{
-		{Offset: 41, From: "alice", Message: "first", TS: ts}, {Offset: 42, From: "bob", Message: "second", TS: ts + 1}}},
-		"05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66"},
+		{Offset: 41, From: "alice", Message: "first", TS: ts}, {Offset: 42, From: "bob", Message: "second", TS: ts + 1}}, Epoch: epoch, Recovered: true},
+		"05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35 01"},
 	{"discover params", &DiscoverParams{}, ""},
 	{"discover result", &DiscoverResult{Methods: []MethodInfo{
 		{Name: MethodPing, ID: 0x10, Params: "{}", Result: "{status:string, timestamp:int}"},
@@ -73,8 +76,8 @@ var specPayloads = []struct {
 		"02 09 63 68 61 74 2e 70 69 6e 67 10 00 02 7b 7d 1e 7b 73 74 61 74 75 73 3a 73 74 72 69 6e 67 2c 20 74 69 6d 65 73 74 61 6d 70 3a 69 6e 74 7d " +
 			"0d 63 68 61 74 2e 70 72 65 73 65 6e 63 65 21 01 2d 7b 72 6f 6f 6d 3a 73 74 72 69 6e 67 2c 20 63 6c 69 65 6e 74 5f 69 64 3a 73 74 72 69 6e 67 2c 20 65 76 65 6e 74 3a 73 74 72 69 6e 67 7d 00"},
 	{"message from broadcast", &Message{From: "alice", Message: "hello", TS: ts}, "00 05 61 6c 69 63 65 05 68 65 6c 6c 6f f6 a1 bf e9 d6 66"},
-	{"message from send", &Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, TS: ts},
-		"05 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a"},
+	{"message from send", &Message{Room: "lobby", From: "alice", Message: "hi all", Offset: 42, Epoch: epoch, TS: ts},
+		"0d 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35"},
 	{"message from direct", &Message{From: "alice", To: "bob", Message: "psst", TS: ts}, "02 05 61 6c 69 63 65 04 70 73 73 74 f6 a1 bf e9 d6 66 03 62 6f 62"},
 	{"presence join", &Presence{Room: "lobby", ClientID: "bob", Event: EventJoin}, "05 6c 6f 62 62 79 03 62 6f 62 01"},
 	{"presence leave", &Presence{Room: "lobby", ClientID: "bob", Event: EventLeave}, "05 6c 6f 62 62 79 03 62 6f 62 02"},
@@ -91,11 +94,12 @@ var edgeValues = []binaryType{
 	&PingResult{Status: "ok", Timestamp: -1},
 	&BroadcastParams{Message: "héllo wörld ✓ 🎉 \x00"},
 	&BroadcastResult{Delivered: math.MaxUint64},
-	&JoinResult{Room: "r", Offset: 1 << 63},
+	&JoinResult{Room: "r", Offset: 1 << 63, Epoch: "e"},
 	&JoinResult{Room: "r", Members: []string{"", strings.Repeat("m", 300)}},
 	&MembersResult{},
-	&HistoryParams{Room: "r", Since: math.MaxUint64, Limit: 1000},
+	&HistoryParams{Room: "r", Since: math.MaxUint64, Limit: 1000, Epoch: strings.Repeat("z", MaxEpochLen+1)},
 	&HistoryResult{Room: "r"},
+	&HistoryResult{Room: "r", Epoch: "-_", Recovered: true},
 	&HistoryResult{Messages: []HistoryEntry{{}}},
 	&HistoryEntry{Offset: 7, From: "a", Message: "b", TS: -5},
 	&DiscoverResult{},
@@ -104,8 +108,8 @@ var edgeValues = []binaryType{
 	&Message{},
 	&Message{Room: "r"},
 	&Message{To: "t"},
-	&Message{Offset: 1},
-	&Message{Room: "r", To: "t", Offset: math.MaxUint64, TS: math.MinInt64},
+	&Message{Offset: 1, Epoch: "e"},
+	&Message{Room: "r", To: "t", Offset: math.MaxUint64, Epoch: "é", TS: math.MinInt64},
 	&Notice{},
 }
 
@@ -246,11 +250,18 @@ func TestInvalid(t *testing.T) {
 		{"entries past the end", &HistoryResult{}, "00 02 01 00 00 00", wire.ErrLength},
 		{"bool 2", &MethodInfo{}, "01 78 01 02 00 00", wire.ErrBool},
 		{"bool ff", &DiscoverResult{}, "01 01 78 01 ff 00 00", wire.ErrBool},
-		{"message reserved flag", &Message{}, "08 00 00 00", errFlags},
+		{"message reserved flag", &Message{}, "10 00 00 00", errFlags},
 		{"message reserved flag 7", &Message{}, "80 00 00 00", errFlags},
 		{"message room flag, empty room", &Message{}, "01 00 00 00 00", errEmpty},
 		{"message to flag, empty to", &Message{}, "02 00 00 00 00", errEmpty},
-		{"message offset flag, offset 0", &Message{}, "04 00 00 00 00", errEmpty},
+		{"message offset flag, offset 0", &Message{}, "0c 00 00 00 00 01 65", errEmpty},
+		{"message epoch flag, empty epoch", &Message{}, "0c 00 00 00 01 00", errEmpty},
+		{"message offset flag without epoch flag", &Message{}, "04 00 00 00 01", errEpoch},
+		{"message epoch flag without offset flag", &Message{}, "08 00 00 00 01 65", errEpoch},
+		{"message epoch missing", &Message{}, "0c 00 00 00 01", wire.ErrTruncated},
+		{"history result recovered 2", &HistoryResult{}, "00 00 00 02", wire.ErrBool},
+		{"history result recovered missing", &HistoryResult{}, "00 00 00", wire.ErrTruncated},
+		{"history params epoch missing", &HistoryParams{}, "00 00 00", wire.ErrTruncated},
 		{"message room flag, room missing", &Message{}, "01 00 00 00", wire.ErrTruncated},
 		{"presence event 0", &Presence{}, "00 00 00", errEvent},
 		{"presence event 3", &Presence{}, "00 00 03", errEvent},
@@ -277,6 +288,18 @@ func TestPresenceUnknownEvent(t *testing.T) {
 	out, err := Presence{Room: "r", ClientID: "c", Event: "wave"}.AppendBinary(dst)
 	if !errors.Is(err, errEvent) || string(out) != "keep" {
 		t.Errorf("AppendBinary = %q, %v; want %q, errEvent", out, err, "keep")
+	}
+}
+
+// A room message has an offset and an epoch or neither: one without the
+// other has no encoding.
+func TestMessageEpochWithoutOffset(t *testing.T) {
+	for _, m := range []Message{{Room: "r", Offset: 1}, {Room: "r", Epoch: "e"}} {
+		dst := []byte("keep")
+		out, err := m.AppendBinary(dst)
+		if !errors.Is(err, errEpoch) || string(out) != "keep" {
+			t.Errorf("%+v: AppendBinary = %q, %v; want %q, errEpoch", m, out, err, "keep")
+		}
 	}
 }
 

@@ -21,6 +21,9 @@ func (m *Message) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if m.Offset != 0 {
 		n++
 	}
+	if m.Epoch != "" {
+		n++
+	}
 	if err := enc.EncodeMapLen(n); err != nil {
 		return err
 	}
@@ -45,6 +48,11 @@ func (m *Message) EncodeMsgpack(enc *msgpack.Encoder) error {
 			return err
 		}
 		if err := enc.EncodeUint(m.Offset); err != nil {
+			return err
+		}
+	}
+	if m.Epoch != "" {
+		if err := encodeKV(enc, "epoch", m.Epoch); err != nil {
 			return err
 		}
 	}

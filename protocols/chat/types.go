@@ -14,6 +14,9 @@ const (
 	// default 4 MiB send queue in every encoding; 1000 would not.
 	DefaultHistoryLimit = 100
 	MaxHistoryLimit     = 100
+	// MaxEpochLen bounds a stream epoch, in bytes. An epoch is 1..32 bytes
+	// of [0-9A-Za-z_-], opaque to clients: they only compare it.
+	MaxEpochLen = 32
 )
 
 // PingParams are chat.ping's params: none.
@@ -43,11 +46,14 @@ type JoinParams struct {
 }
 
 // JoinResult is chat.join's result: the members after joining and the
-// room's latest offset (0 for a room without messages).
+// room's latest position: its last offset (0 for a room without messages)
+// and the epoch of its stream ("" for a room with no stream yet). A client
+// keeps both to catch up later with chat.history.
 type JoinResult struct {
 	Room    string   `json:"room"`
 	Members []string `json:"members"`
 	Offset  uint64   `json:"offset"`
+	Epoch   string   `json:"epoch"`
 }
 
 // LeaveParams are chat.leave's params.
@@ -66,10 +72,12 @@ type SendParams struct {
 	Message string `json:"message"`
 }
 
-// SendResult is chat.send's result: the offset the message got in the room.
+// SendResult is chat.send's result: the offset the message got in the room
+// and the epoch of the room's stream.
 type SendResult struct {
 	Room   string `json:"room"`
 	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
 }
 
 // DirectParams are chat.direct's params.
@@ -97,17 +105,32 @@ type MembersResult struct {
 
 // HistoryParams are chat.history's params. Since is the last offset the
 // client has seen (0: from the oldest kept message); Limit caps the answer
-// (0: DefaultHistoryLimit).
+// (0: DefaultHistoryLimit); Epoch is the epoch Since belongs to ("": not
+// known, no epoch check).
 type HistoryParams struct {
 	Room  string `json:"room"`
 	Since uint64 `json:"since,omitempty"`
 	Limit uint64 `json:"limit,omitempty"`
+	Epoch string `json:"epoch,omitempty"`
 }
 
-// HistoryResult is chat.history's result, oldest message first.
+// HistoryResult is chat.history's result, oldest message first, with the
+// room's current epoch ("" for a room with no stream yet).
+//
+// Recovered says whether Messages continue exactly where the client left
+// off, so that nothing between Since and them was lost. It is false when
+// params.Epoch was given and differs from the room's epoch (the stream was
+// recreated: Messages are then the room's history from its oldest kept
+// message, and the client rebuilds from them), or when the message after
+// Since is no longer kept (evicted) or Since is beyond the room's last
+// offset. With since 0 it is true only when the room's first message is
+// still kept. The gateway decides it (gateway/chat.go), once, for every
+// hub.
 type HistoryResult struct {
-	Room     string         `json:"room"`
-	Messages []HistoryEntry `json:"messages"`
+	Room      string         `json:"room"`
+	Messages  []HistoryEntry `json:"messages"`
+	Epoch     string         `json:"epoch"`
+	Recovered bool           `json:"recovered"`
 }
 
 // HistoryEntry is one stored room message. TS is Unix time in milliseconds.
@@ -137,14 +160,16 @@ type MethodInfo struct {
 }
 
 // Message is the chat.message push. Which optional fields are set depends
-// on its origin: chat.broadcast sets none, chat.send sets Room and Offset,
-// chat.direct sets To. TS is Unix time in milliseconds.
+// on its origin: chat.broadcast sets none, chat.send sets Room, Offset and
+// Epoch (Epoch is set exactly when Offset is), chat.direct sets To. TS is
+// Unix time in milliseconds.
 type Message struct {
 	Room    string `json:"room,omitempty"`
 	From    string `json:"from"`
 	To      string `json:"to,omitempty"`
 	Message string `json:"message"`
 	Offset  uint64 `json:"offset,omitempty"`
+	Epoch   string `json:"epoch,omitempty"`
 	TS      int64  `json:"ts"`
 }
 
