@@ -55,6 +55,10 @@ type HubLimits struct {
 	MaxRoomsPerClient int
 }
 
+// WithDefaults returns l with every zero field set to its default, for a
+// hub implemented outside this package.
+func (l HubLimits) WithDefaults() HubLimits { return l.withDefaults() }
+
 func (l HubLimits) withDefaults() HubLimits {
 	for _, v := range []struct {
 		p   *int
