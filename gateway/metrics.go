@@ -145,6 +145,10 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "subgate_history_bytes",
 			Help: "Bytes of room history kept by the node (a message costs its text, sender and 64)."}, func() float64 { return float64(st.Stats().HistoryBytes) }))
 	}
+	// A hub on a network brings its own metrics (the bus's state).
+	if c, ok := s.hub.(prometheus.Collector); ok {
+		reg.MustRegister(c)
+	}
 	return m
 }
 

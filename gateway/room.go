@@ -55,6 +55,23 @@ type HubLimits struct {
 	MaxRoomsPerClient int
 }
 
+// HubLimits returns the hub bounds the Config sets.
+func (c Config) HubLimits() HubLimits {
+	return HubLimits{
+		HistorySize: c.HistorySize, HistoryBytesPerRoom: c.HistoryBytesPerRoom,
+		HistoryBytes: c.HistoryBytes, MaxRooms: c.MaxRooms, MaxRoomsPerClient: c.MaxRoomsPerClient,
+	}
+}
+
+// hubReady asks a hub that can be unavailable (one on a network, with a
+// Ready() error method) whether it serves.
+func (s *Server) hubReady() error {
+	if r, ok := s.hub.(interface{ Ready() error }); ok {
+		return r.Ready()
+	}
+	return nil
+}
+
 // WithDefaults returns l with every zero field set to its default, for a
 // hub implemented outside this package.
 func (l HubLimits) WithDefaults() HubLimits { return l.withDefaults() }

@@ -139,10 +139,7 @@ func DefaultConfig() Config { return Config{}.withSettingDefaults() }
 func (c Config) withDefaults() Config {
 	c = c.withSettingDefaults()
 	if c.Hub == nil {
-		c.Hub = NewMemoryHub(HubLimits{
-			HistorySize: c.HistorySize, HistoryBytesPerRoom: c.HistoryBytesPerRoom,
-			HistoryBytes: c.HistoryBytes, MaxRooms: c.MaxRooms, MaxRoomsPerClient: c.MaxRoomsPerClient,
-		})
+		c.Hub = NewMemoryHub(c.HubLimits())
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -316,6 +313,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	if s.stopping.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	if err := s.hubReady(); err != nil {
+		http.Error(w, "hub unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	io.WriteString(w, "ready\n")

@@ -25,6 +25,7 @@ import (
 type serveFlags struct {
 	addr, protos, origins, logLevel, logFormat string
 	metricsAddr, pprofAddr                     string
+	nats                                       string
 	shutdownTimeout                            time.Duration
 	cfg                                        gateway.Config
 }
@@ -39,6 +40,9 @@ flags:
 `
 
 func envName(flagName string) string {
+	if flagName == "nats" {
+		return "SUBGATE_NATS_URL" // the name NATS deployments use for it
+	}
 	return "SUBGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
@@ -77,6 +81,7 @@ func parseServe(args []string, stdout io.Writer) (*serveFlags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of -addr (\"\": on -addr)")
+	fs.StringVar(&f.nats, "nats", "", "NATS server URL(s), comma separated: nodes on the same NATS share rooms, presence, history (JetStream) and delivery (\"\": the in-process hub, one node)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this address (\"\": off; keep it on loopback)")
 	// Every flag's default comes from its SUBGATE_* variable when set; the
 	// command line wins over both.
@@ -88,7 +93,7 @@ func parseServe(args []string, stdout io.Writer) (*serveFlags, error) {
 			if err := fl.Value.Set(v); err != nil {
 				bad = append(bad, env+"="+v+": "+err.Error())
 			}
-			if fl.Name != "jwt-secret" { // -h must not print the secret
+			if fl.Name != "jwt-secret" && fl.Name != "nats" { // -h must not print a secret (a URL may hold credentials)
 				fl.DefValue = v
 			}
 		}
@@ -156,6 +161,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	f.cfg.Logger = log
+	closeHub, err := openHub(f, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "subgate:", err)
+		return 1
+	}
+	defer closeHub()
 	srv, err := gateway.New(f.cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "subgate:", err)

@@ -44,6 +44,7 @@ func (h *Hub) connect(ctx context.Context) error {
 	}
 	h.nc = nc
 	h.connected.Store(true)
+	h.log.Info("connected to the bus", "url", nc.ConnectedUrlRedacted())
 	if h.js, err = jetstream.New(nc); err != nil {
 		return err
 	}
@@ -56,6 +57,9 @@ func (h *Hub) connect(ctx context.Context) error {
 	if _, err := nc.Subscribe(h.subjClient+"*", h.onDirect); err != nil {
 		return err
 	}
+	if _, err := nc.Subscribe(h.subjProbe+"*", h.onProbe); err != nil {
+		return err
+	}
 	w, err := h.kv.WatchAll(context.Background())
 	if err != nil {
 		return fmt.Errorf("natshub: watching presence: %w", err)
@@ -65,6 +69,7 @@ func (h *Hub) connect(ctx context.Context) error {
 	go h.lease()
 	select {
 	case <-h.synced:
+		h.log.Info("joined the cluster", "prefix", h.opt.Prefix)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("natshub: loading presence: %w", ctx.Err())
@@ -278,6 +283,7 @@ func (h *Hub) expired() []string {
 // clients that have no connection on another node, and its lease.
 func (h *Hub) reap(ctx context.Context, node string) error {
 	h.mu.Lock()
+	delete(h.nodes, node) // so that probes do not wait for its answer
 	var clients []string
 	for id, set := range h.conns {
 		if _, ok := set[node]; ok {
@@ -300,9 +306,6 @@ func (h *Hub) reap(ctx context.Context, node string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	h.mu.Lock()
-	delete(h.nodes, node)
-	h.mu.Unlock()
 	return h.kv.Delete(ctx, leaseKey(node))
 }
 
@@ -417,17 +420,50 @@ func (h *Hub) answer(m *nats.Msg, deliver func(*gateway.Push) int) {
 	}
 }
 
+// answering counts the nodes expected to answer a request: those whose
+// lease was refreshed within the last two refresh periods. A node that
+// missed two refreshes is likely dead: a broadcast does not wait for it
+// (it is counted if it answers anyway).
+func (h *Hub) answering() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, seen := range h.nodes {
+		if time.Since(seen) <= 2*h.opt.PresenceTTL/3 {
+			n++
+		}
+	}
+	return n
+}
+
+// gatherPush publishes a push to every node and sums their counts.
+func (h *Hub) gatherPush(ctx context.Context, subject string, p *gateway.Push) (int, error) {
+	data, err := encodePush(p)
+	if err != nil {
+		return 0, err
+	}
+	return h.gather(ctx, subject, data)
+}
+
+// onProbe answers how many connections of a client this node holds.
+func (h *Hub) onProbe(m *nats.Msg) {
+	id, err := b64.DecodeString(strings.TrimPrefix(m.Subject, h.subjProbe))
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	n := len(h.local[string(id)])
+	h.mu.Unlock()
+	m.Respond(strconv.AppendInt(nil, int64(n), 10))
+}
+
 // gather publishes a push to every node and sums the counts of those that
 // answer within GatherTimeout: it stops waiting when every node it knows
 // alive has answered.
-func (h *Hub) gather(ctx context.Context, subject string, p *gateway.Push) (int, error) {
+func (h *Hub) gather(ctx context.Context, subject string, data []byte) (int, error) {
 	// Every lease put before the call is then known, and so is every
 	// node that should answer.
 	if err := h.syncLatest(ctx); err != nil {
-		return 0, err
-	}
-	data, err := encodePush(p)
-	if err != nil {
 		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opt.GatherTimeout)
@@ -441,10 +477,7 @@ func (h *Hub) gather(ctx context.Context, subject string, p *gateway.Push) (int,
 	if err := h.nc.PublishRequest(subject, inbox, data); err != nil {
 		return 0, err
 	}
-	h.mu.Lock()
-	want := len(h.nodes)
-	h.mu.Unlock()
-	want = max(want, 1)
+	want := max(h.answering(), 1)
 	total := 0
 	for got := 0; got < want; got++ {
 		m, err := sub.NextMsgWithContext(ctx)

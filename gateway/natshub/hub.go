@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/subgate/subgate/gateway"
 	"github.com/subgate/subgate/protocols/chat"
@@ -68,7 +69,7 @@ type Hub struct {
 	hist jetstream.Stream
 	kv   jetstream.KeyValue
 
-	subjRoom, subjHist, subjAll, subjClient string
+	subjRoom, subjHist, subjAll, subjClient, subjProbe string
 
 	mu         sync.Mutex
 	local      map[string]map[gateway.Peer]struct{} // client id -> this node's connections
@@ -141,7 +142,7 @@ func newHub(opt Options) (*Hub, error) {
 	return &Hub{
 		opt: opt, lim: opt.Limits.WithDefaults(), node: node,
 		log:      opt.Logger.With("node", opt.Name),
-		subjRoom: p + ".room.", subjHist: p + ".hist.", subjAll: p + ".all", subjClient: p + ".client.",
+		subjRoom: p + ".room.", subjHist: p + ".hist.", subjAll: p + ".all", subjClient: p + ".client.", subjProbe: p + ".probe.",
 		local: map[string]map[gateway.Peer]struct{}{}, members: map[string]map[string]struct{}{},
 		joined: map[string]map[string]struct{}{}, conns: map[string]map[string]struct{}{},
 		registered: map[string]bool{}, nodes: map[string]time.Time{},
@@ -295,15 +296,20 @@ func (h *Hub) Detach(ctx context.Context, p gateway.Peer) error {
 }
 
 // leaveAllIfGone takes a client out of its rooms when no node holds a
-// connection of it.
+// connection of it. The nodes are asked (the connection keys in the view
+// may lag behind a connection made a moment ago on another node).
 func (h *Hub) leaveAllIfGone(ctx context.Context, id string) error {
 	h.mu.Lock()
-	if len(h.conns[id]) > 0 || len(h.local[id]) > 0 {
-		h.mu.Unlock()
+	rooms := keys(h.joined[id])
+	here := len(h.local[id]) > 0
+	h.mu.Unlock()
+	if here || len(rooms) == 0 {
 		return nil
 	}
-	rooms := keys(h.joined[id])
-	h.mu.Unlock()
+	n, err := h.gather(ctx, h.subjProbe+b64.EncodeToString([]byte(id)), nil)
+	if err != nil || n > 0 {
+		return err
+	}
 	var errs []error
 	for _, room := range rooms {
 		if err := h.dropMember(ctx, room, id); err != nil {
@@ -511,12 +517,12 @@ func deliverAll(set map[gateway.Peer]struct{}, p *gateway.Push) int {
 
 // Broadcast pushes to every connection of every node.
 func (h *Hub) Broadcast(ctx context.Context, p *gateway.Push) (int, error) {
-	return h.gather(ctx, h.subjAll, p)
+	return h.gatherPush(ctx, h.subjAll, p)
 }
 
 // Direct pushes to every connection of a client id, on every node.
 func (h *Hub) Direct(ctx context.Context, client string, p *gateway.Push) (int, error) {
-	return h.gather(ctx, h.subjClient+b64.EncodeToString([]byte(client)), p)
+	return h.gatherPush(ctx, h.subjClient+b64.EncodeToString([]byte(client)), p)
 }
 
 // sync waits until the view has applied the bucket's revision rev.
@@ -557,4 +563,25 @@ func (h *Hub) closing() bool {
 	default:
 		return false
 	}
+}
+
+var (
+	descConnected  = prometheus.NewDesc("subgate_bus_connected", "1 while the node is connected to NATS, else 0.", nil, nil)
+	descReconnects = prometheus.NewDesc("subgate_bus_reconnects_total", "Reconnections of the node to NATS.", nil, nil)
+)
+
+// Describe and Collect make the hub a prometheus.Collector, which the
+// gateway registers with its metrics.
+func (h *Hub) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descConnected
+	ch <- descReconnects
+}
+
+func (h *Hub) Collect(ch chan<- prometheus.Metric) {
+	up := 0.0
+	if h.connected.Load() {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(h.reconnect.Load()))
 }
