@@ -79,7 +79,9 @@ func (n *node) crash() {
 	n.hs.Close()
 }
 
-func (n *node) url(id string) string { return "ws" + strings.TrimPrefix(n.hs.URL, "http") + "/ws/" + id }
+func (n *node) url(id string) string {
+	return "ws" + strings.TrimPrefix(n.hs.URL, "http") + "/ws/" + id
+}
 
 func dial(t *testing.T, n *node, id, protocol string) *client.Client {
 	t.Helper()
@@ -455,4 +457,3 @@ func metric(t *testing.T, n *node, name string) string {
 	t.Fatalf("/metrics has no %s", name)
 	return ""
 }
-
