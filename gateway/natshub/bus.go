@@ -33,6 +33,10 @@ func (h *Hub) connect(ctx context.Context) error {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			h.reconnect.Add(1)
 			h.graceLeases()
+			select { // the watcher's consumer may be gone with the server
+			case h.rewatch <- struct{}{}:
+			default:
+			}
 			h.connected.Store(true)
 			h.log.Info("bus reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
@@ -64,16 +68,26 @@ func (h *Hub) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natshub: watching presence: %w", err)
 	}
-	h.wg.Add(2)
+	h.wg.Add(1)
 	go h.watch(w)
-	go h.lease()
 	select {
 	case <-h.synced:
-		h.log.Info("joined the cluster", "prefix", h.opt.Prefix)
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("natshub: loading presence: %w", ctx.Err())
 	}
+	// The node's lease is in the bucket, and in its own view, before New
+	// returns: from then on every node's broadcast waits for its answer.
+	rev, err := h.kv.Put(ctx, leaseKey(h.node), []byte(h.opt.Name))
+	if err != nil {
+		return fmt.Errorf("natshub: taking a lease: %w", err)
+	}
+	if err := h.sync(ctx, rev); err != nil {
+		return err
+	}
+	h.wg.Add(1)
+	go h.lease()
+	h.log.Info("joined the cluster", "prefix", h.opt.Prefix)
+	return nil
 }
 
 func (h *Hub) makeStores(ctx context.Context) error {
@@ -134,26 +148,77 @@ func parseKey(k string) (kind byte, a, b string, ok bool) {
 }
 
 // watch applies the bucket's changes to the view. Changes loaded at start
-// push nothing; later ones push presence to local members.
+// push nothing; later ones push presence to local members. After NATS
+// comes back (Hub.rewatch) the watcher is made again, resuming after the
+// last revision applied, so that no change made meanwhile is missed.
 func (h *Hub) watch(w jetstream.KeyWatcher) {
 	defer h.wg.Done()
-	defer w.Stop()
-	live := false
+	for {
+		h.consume(w)
+		if h.closing() {
+			return // closing the NATS connection ends the watcher
+		}
+		// Stopping deletes the watcher's consumer with a request that may
+		// wait for a server that no longer has it: not on this goroutine.
+		go w.Stop()
+		if w = h.resume(); w == nil {
+			return
+		}
+	}
+}
+
+// consume applies a watcher's changes until it ends, NATS came back or the
+// hub stops.
+func (h *Hub) consume(w jetstream.KeyWatcher) {
 	for {
 		select {
 		case <-h.stop:
+			return
+		case <-h.rewatch:
 			return
 		case e, ok := <-w.Updates():
 			if !ok {
 				return
 			}
 			if e == nil {
-				live = true
-				close(h.synced)
+				h.loaded.Do(func() { close(h.synced) })
 				continue
 			}
-			h.apply(e, live)
+			h.apply(e, h.isLoaded())
 		}
+	}
+}
+
+// resume makes a watcher that delivers every change after the last one
+// applied; nil when the hub stops first. It retries every 250 ms while
+// NATS is away.
+func (h *Hub) resume() jetstream.KeyWatcher {
+	for {
+		h.mu.Lock()
+		from := h.applied + 1
+		h.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), h.opt.Timeout)
+		w, err := h.kv.WatchAll(ctx, jetstream.IncludeHistory(), jetstream.ResumeFromRevision(from))
+		cancel()
+		if err == nil {
+			h.log.Info("watching presence again", "from_revision", from)
+			return w
+		}
+		h.log.Warn("watching presence", "err", err)
+		select {
+		case <-h.stop:
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (h *Hub) isLoaded() bool {
+	select {
+	case <-h.synced:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -219,12 +284,12 @@ func (h *Hub) lease() {
 	tick := time.NewTicker(h.opt.PresenceTTL / 3)
 	defer tick.Stop()
 	for {
-		h.refresh()
 		select {
 		case <-h.stop:
 			return
 		case <-tick.C:
 		}
+		h.refresh()
 	}
 }
 

@@ -428,6 +428,12 @@ func TestClusterBusRestart(t *testing.T) {
 	if m := next[chat.Message](t, alice, chat.PushMessage); m.Message != "after" || m.Offset != sr.Offset {
 		t.Fatalf("push after the restart: %+v", m)
 	}
+	// Presence still flows: the nodes watch the bucket again.
+	carol := dial(t, nodes[1], "carol", "msgpack")
+	call(t, carol, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
+	if p := next[chat.Presence](t, alice, chat.PushPresence); p.ClientID != "carol" || p.Event != chat.EventJoin {
+		t.Fatalf("presence after the restart: %+v", p)
+	}
 }
 
 // awaitStatus polls a path until it answers want, for at most 15 s.

@@ -85,6 +85,8 @@ type Hub struct {
 	advanced   chan struct{} // closed (and replaced) when applied grows
 
 	synced    chan struct{} // closed when the watcher has loaded the bucket
+	loaded    sync.Once
+	rewatch   chan struct{} // NATS is back: make the watcher again
 	connected atomic.Bool
 	reconnect atomic.Uint64
 	stop      chan struct{}
@@ -147,7 +149,7 @@ func newHub(opt Options) (*Hub, error) {
 		joined: map[string]map[string]struct{}{}, conns: map[string]map[string]struct{}{},
 		registered: map[string]bool{}, nodes: map[string]time.Time{},
 		subs: map[string]*nats.Subscription{}, last: map[string]lastMsg{},
-		synced: make(chan struct{}), stop: make(chan struct{}), advanced: make(chan struct{}),
+		synced: make(chan struct{}), stop: make(chan struct{}), advanced: make(chan struct{}), rewatch: make(chan struct{}, 1),
 	}, nil
 }
 
