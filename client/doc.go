@@ -54,13 +54,18 @@
 // A Client is one connection and never reconnects by itself: after Done,
 // Call and Notify fail at once with an error wrapping ErrClosed, and the
 // application dials a new Client. Anything the server keeps per connection
-// (room memberships) must be set up again. Room messages carry offsets, so
-// nothing is lost across a reconnect: remember the last offset seen and ask
-// chat.history for what came after it.
+// (room memberships) must be set up again. Room messages carry offsets and
+// their stream's epoch, so nothing is lost silently across a reconnect:
+// remember the last offset and epoch seen and ask chat.history for what
+// came after them. Its Recovered is false when that could not be done:
+// messages after the offset were evicted, or the epoch changed (after a
+// server restart, say), and then the answer starts at the room's oldest
+// kept message, in offsets that start over.
 //
 //	// follow prints the messages of room forever, reconnecting as needed.
 //	func follow(ctx context.Context, url, room string) error {
-//		var last uint64 // offset of the last message shown
+//		var last uint64  // offset of the last message shown
+//		var epoch string // the epoch last belongs to
 //		show := func(off uint64, from, text string) {
 //			if off > last {
 //				fmt.Printf("%d <%s> %s\n", off, from, text)
@@ -70,7 +75,7 @@
 //		for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
 //			c, err := client.Dial(ctx, url, client.Options{Protocol: "binary-raw", PushBuffer: 1024})
 //			if err == nil {
-//				err = session(ctx, c, room, &last, show)
+//				err = session(ctx, c, room, &last, &epoch, show)
 //				c.Close()
 //				backoff = time.Second
 //			}
@@ -83,23 +88,25 @@
 //		}
 //	}
 //
-//	// session joins room on a fresh connection, catches up from *last and
-//	// then follows the pushes until the connection ends.
-//	func session(ctx context.Context, c *client.Client, room string, last *uint64, show func(uint64, string, string)) error {
-//		var joined chat.JoinResult
-//		if err := c.Call(ctx, chat.MethodJoin, &chat.JoinParams{Room: room}, &joined); err != nil {
+//	// session joins room on a fresh connection, catches up from *last in
+//	// *epoch and then follows the pushes until the connection ends.
+//	func session(ctx context.Context, c *client.Client, room string, last *uint64, epoch *string, show func(uint64, string, string)) error {
+//		if err := c.Call(ctx, chat.MethodJoin, &chat.JoinParams{Room: room}, nil); err != nil {
 //			return err
-//		}
-//		if joined.Offset < *last {
-//			*last = 0 // the server lost the room (a restart without storage): start over
 //		}
 //		// Pushes sent from now on queue up in c.Pushes() while we catch up.
 //		catchUp := func() error {
 //			for {
 //				var h chat.HistoryResult
-//				p := &chat.HistoryParams{Room: room, Since: *last, Limit: chat.MaxHistoryLimit}
+//				p := &chat.HistoryParams{Room: room, Since: *last, Limit: chat.MaxHistoryLimit, Epoch: *epoch}
 //				if err := c.Call(ctx, chat.MethodHistory, p, &h); err != nil {
 //					return err
+//				}
+//				if !h.Recovered && *epoch != "" {
+//					log.Printf("%s: history could not be fully recovered", room)
+//				}
+//				if h.Epoch != *epoch { // a new stream (or the first answer): its offsets start over
+//					*last, *epoch = 0, h.Epoch
 //				}
 //				for _, m := range h.Messages {
 //					show(m.Offset, m.From, m.Message)
@@ -129,7 +136,7 @@
 //			if err := p.Decode(&m); err != nil || m.Room != room {
 //				continue
 //			}
-//			if m.Offset > *last+1 || c.Dropped() != dropped { // a gap: fill it
+//			if m.Epoch != *epoch || m.Offset > *last+1 || c.Dropped() != dropped { // a gap: fill it
 //				dropped = c.Dropped()
 //				if err := catchUp(); err != nil {
 //					return err

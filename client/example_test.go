@@ -14,7 +14,8 @@ import (
 
 // follow prints the messages of room forever, reconnecting as needed.
 func follow(ctx context.Context, url, room string) error {
-	var last uint64 // offset of the last message shown
+	var last uint64  // offset of the last message shown
+	var epoch string // the epoch last belongs to
 	show := func(off uint64, from, text string) {
 		if off > last {
 			fmt.Printf("%d <%s> %s\n", off, from, text)
@@ -24,7 +25,7 @@ func follow(ctx context.Context, url, room string) error {
 	for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
 		c, err := client.Dial(ctx, url, client.Options{Protocol: "binary-raw", PushBuffer: 1024})
 		if err == nil {
-			err = session(ctx, c, room, &last, show)
+			err = session(ctx, c, room, &last, &epoch, show)
 			c.Close()
 			backoff = time.Second
 		}
@@ -37,23 +38,25 @@ func follow(ctx context.Context, url, room string) error {
 	}
 }
 
-// session joins room on a fresh connection, catches up from *last and
-// then follows the pushes until the connection ends.
-func session(ctx context.Context, c *client.Client, room string, last *uint64, show func(uint64, string, string)) error {
-	var joined chat.JoinResult
-	if err := c.Call(ctx, chat.MethodJoin, &chat.JoinParams{Room: room}, &joined); err != nil {
+// session joins room on a fresh connection, catches up from *last in
+// *epoch and then follows the pushes until the connection ends.
+func session(ctx context.Context, c *client.Client, room string, last *uint64, epoch *string, show func(uint64, string, string)) error {
+	if err := c.Call(ctx, chat.MethodJoin, &chat.JoinParams{Room: room}, nil); err != nil {
 		return err
-	}
-	if joined.Offset < *last {
-		*last = 0 // the server lost the room (a restart without storage): start over
 	}
 	// Pushes sent from now on queue up in c.Pushes() while we catch up.
 	catchUp := func() error {
 		for {
 			var h chat.HistoryResult
-			p := &chat.HistoryParams{Room: room, Since: *last, Limit: chat.MaxHistoryLimit}
+			p := &chat.HistoryParams{Room: room, Since: *last, Limit: chat.MaxHistoryLimit, Epoch: *epoch}
 			if err := c.Call(ctx, chat.MethodHistory, p, &h); err != nil {
 				return err
+			}
+			if !h.Recovered && *epoch != "" {
+				log.Printf("%s: history could not be fully recovered", room)
+			}
+			if h.Epoch != *epoch { // a new stream (or the first answer): its offsets start over
+				*last, *epoch = 0, h.Epoch
 			}
 			for _, m := range h.Messages {
 				show(m.Offset, m.From, m.Message)
@@ -83,7 +86,7 @@ func session(ctx context.Context, c *client.Client, room string, last *uint64, s
 		if err := p.Decode(&m); err != nil || m.Room != room {
 			continue
 		}
-		if m.Offset > *last+1 || c.Dropped() != dropped { // a gap: fill it
+		if m.Epoch != *epoch || m.Offset > *last+1 || c.Dropped() != dropped { // a gap: fill it
 			dropped = c.Dropped()
 			if err := catchUp(); err != nil {
 				return err
@@ -94,7 +97,8 @@ func session(ctx context.Context, c *client.Client, room string, last *uint64, s
 }
 
 // This example follows a room across reconnects, catching up with
-// chat.history from the last offset seen (see the package documentation).
+// chat.history from the last offset and epoch seen (see the package
+// documentation).
 func Example_reconnect() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -113,7 +113,12 @@
 // refused by a bound is chat error -32009; a send never fails for one.
 // A new room's offsets start after the highest offset of any room
 // deleted before it, so offsets never repeat under a room name within a
-// process. An index of each client id's rooms makes a disconnect cost
+// process; only a restart loses history, so the in-process hub has one
+// random epoch (8 bytes, 16 hex characters) per instance, which every
+// Position it returns carries. chat.history decides Recovered from the
+// hub's messages and latest Position, once for every hub (chat.go,
+// recovered): a client's epoch that differs from the room's gets the room
+// from its oldest kept message and false. An index of each client id's rooms makes a disconnect cost
 // O(rooms of that client), whatever the number of rooms in the node.
 //
 // # Metrics and logs

@@ -375,16 +375,7 @@ func TestOffsetsNeverRepeat(t *testing.T) {
 	for range 3 {
 		mustSend(t, h, "r", "a", "old")
 	}
-	if err := h.Leave(bg, "r", "a"); err != nil {
-		t.Fatal(err)
-	}
-	mustJoin(t, h, "evictor", "a") // at MaxRooms 1: r goes, history and all
-	if h.hasRoom("r") {
-		t.Fatal("r was not evicted")
-	}
-	if err := h.Leave(bg, "evictor", "a"); err != nil {
-		t.Fatal(err)
-	}
+	evict(t, h, "r", "a")
 	if off := mustJoin(t, h, "r", "a"); off != 3 {
 		t.Fatalf("re-created room reports offset %d, want 3", off)
 	}
@@ -393,6 +384,22 @@ func TestOffsetsNeverRepeat(t *testing.T) {
 	}
 	if got := history(t, h, "r", 3, 10); len(got) != 1 || got[0].Message != "new" {
 		t.Fatalf("since 3: %+v", got)
+	}
+}
+
+// evict makes client leave room and deletes it, history and all, on a hub
+// of MaxRooms 1: client joins another room, then leaves that too.
+func evict(t *testing.T, h *memoryHub, room, client string) {
+	t.Helper()
+	if err := h.Leave(bg, room, client); err != nil {
+		t.Fatal(err)
+	}
+	mustJoin(t, h, "evictor", client) // at MaxRooms 1: room goes, history and all
+	if h.hasRoom(room) {
+		t.Fatalf("%s was not evicted", room)
+	}
+	if err := h.Leave(bg, "evictor", client); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -409,16 +416,7 @@ func TestMemoryHubEpoch(t *testing.T) {
 		t.Fatalf("epoch %q: want 16 hex characters", joined.Epoch)
 	}
 	mustSend(t, h, "r", "a", "x")
-	if err := h.Leave(bg, "r", "a"); err != nil {
-		t.Fatal(err)
-	}
-	mustJoin(t, h, "evictor", "a") // at MaxRooms 1: r goes, history and all
-	if h.hasRoom("r") {
-		t.Fatal("r was not evicted")
-	}
-	if err := h.Leave(bg, "evictor", "a"); err != nil {
-		t.Fatal(err)
-	}
+	evict(t, h, "r", "a")
 	_, again, err := h.Join(bg, "r", "a")
 	if err != nil || again.Epoch != joined.Epoch {
 		t.Fatalf("re-created room: %+v, %v; want epoch %q", again, err, joined.Epoch)

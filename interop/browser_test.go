@@ -44,6 +44,18 @@ func TestBrowserPage(t *testing.T) {
 	waitNoConns(t, srv)
 }
 
+// TestBrowserPageNotRecovered checks that the demo page says when its
+// catch-up could not recover every message it missed: the gateway keeps 2
+// messages per room and 3 are sent while a page is away
+// (browser/recovered.mjs).
+func TestBrowserPageNotRecovered(t *testing.T) {
+	gate(t)
+	node := browserPrereqs(t)
+	base, srv := startGatewayConfig(t, gateway.Config{HistorySize: 2})
+	runScript(t, "browser", node, "recovered.mjs", base)
+	waitNoConns(t, srv)
+}
+
 // TestBrowserClientJS exercises /client.js in Chromium through
 // page.evaluate in the three encodings (browser/clientjs.mjs).
 func TestBrowserClientJS(t *testing.T) {

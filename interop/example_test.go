@@ -28,9 +28,9 @@ func TestExamples(t *testing.T) {
 	for _, ex := range []example{
 		{name: "node", dir: "node", bin: "node", args: []string{"example.mjs"}, want: []string{
 			`(?m)^ping \{"status":"ok","timestamp":\d+\}$`,
-			`(?m)^join \{"room":"lobby","members":\["node-example"\],"offset":0\}$`,
-			`(?m)^push chat.message \{"room":"lobby","from":"node-example","message":"hello from node","offset":1,"ts":\d+\}$`,
-			`(?m)^send \{"room":"lobby","offset":1\}$`,
+			`(?m)^join \{"room":"lobby","members":\["node-example"\],"offset":0,"epoch":"` + epochRE + `"\}$`,
+			`(?m)^push chat.message \{"room":"lobby","from":"node-example","message":"hello from node","offset":1,"epoch":"` + epochRE + `","ts":\d+\}$`,
+			`(?m)^send \{"room":"lobby","offset":1,"epoch":"` + epochRE + `"\}$`,
 			`(?m)^error -32001 Not a member of the room$`,
 		}},
 		{name: "python-msgpack", dir: "python", bin: python, args: []string{"example.py"}, want: pythonWant("python-example")},
@@ -44,9 +44,9 @@ func TestExamples(t *testing.T) {
 func pythonWant(id string) []string {
 	return []string{
 		`(?m)^ping \{'status': 'ok', 'timestamp': \d+\}$`,
-		`(?m)^join \{'room': 'lobby', 'members': \['` + id + `'\], 'offset': 0\}$`,
-		`(?m)^push chat.message \{'room': 'lobby', 'from': '` + id + `', 'message': 'hello from python', 'offset': 1, 'ts': \d+\}$`,
-		`(?m)^send \{'room': 'lobby', 'offset': 1\}$`,
+		`(?m)^join \{'room': 'lobby', 'members': \['` + id + `'\], 'offset': 0, 'epoch': '` + epochRE + `'\}$`,
+		`(?m)^push chat.message \{'room': 'lobby', 'from': '` + id + `', 'message': 'hello from python', 'offset': 1, 'epoch': '` + epochRE + `', 'ts': \d+\}$`,
+		`(?m)^send \{'room': 'lobby', 'offset': 1, 'epoch': '` + epochRE + `'\}$`,
 		`(?m)^error -32001 Not a member of the room$`,
 	}
 }
@@ -139,9 +139,9 @@ func TestClientJSExample(t *testing.T) {
 			}
 			for _, re := range []string{
 				`(?m)^ping ok$`,
-				`(?m)^join \{"room":"lobby","members":\["node-` + proto + `"\],"offset":0\}$`,
+				`(?m)^join \{"room":"lobby","members":\["node-` + proto + `"\],"offset":0,"epoch":"` + epochRE + `"\}$`,
 				`(?m)^push chat.message node-` + proto + ` hi 1$`,
-				`(?m)^send \{"room":"lobby","offset":1\}$`,
+				`(?m)^send \{"room":"lobby","offset":1,"epoch":"` + epochRE + `"\}$`,
 				`(?m)^error -32001 Not a member of the room: elsewhere$`,
 				`(?m)^closed 1000`,
 			} {

@@ -7,15 +7,20 @@ import (
 	"testing"
 )
 
+// epochRE matches a stream epoch, which the server chooses at random
+// (protocols/json-rpc.md, "Rooms, history and offsets").
+const epochRE = `[A-Za-z0-9_-]{1,32}`
+
 // jsonWant is what the JSON-printing examples print for client id and the
 // message it sends; prefix (a regexp) comes before the method a result
 // line names.
 func jsonWant(id, text, prefix string) []string {
 	return []string{
 		`(?m)^` + prefix + `ping \{"status":"ok","timestamp":\d+\}$`,
-		`(?m)^` + prefix + `join \{"room":"lobby","members":\["` + id + `"\],"offset":0\}$`,
-		`(?m)^` + prefix + `send \{"room":"lobby","offset":1\}$`,
+		`(?m)^` + prefix + `join \{"room":"lobby","members":\["` + id + `"\],"offset":0,"epoch":"` + epochRE + `"\}$`,
+		`(?m)^` + prefix + `send \{"room":"lobby","offset":1,"epoch":"` + epochRE + `"\}$`,
 		`(?m)^push chat.message \{.*"message":"` + text + `".*"offset":1.*\}$`,
+		`(?m)^push chat.message \{.*"epoch":"` + epochRE + `".*"message":"` + text + `".*\}$|^push chat.message \{.*"message":"` + text + `".*"epoch":"` + epochRE + `".*\}$`,
 		`(?m)^error -32001 Not a member of the room$`,
 	}
 }
@@ -62,9 +67,9 @@ func TestGoClientExample(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			runExample(t, example{dir: ".", bin: gobin, args: []string{"run", "./go/client"}, extra: []string{proto}, want: []string{
 				`(?m)^ping \{Status:ok Timestamp:\d+\}$`,
-				`(?m)^join \{Room:lobby Members:\[go-example\] Offset:0\}$`,
-				`(?m)^send \{Room:lobby Offset:1\}$`,
-				`(?m)^push chat.message \{Room:lobby From:go-example To: Message:hello from go Offset:1 TS:\d+\}$`,
+				`(?m)^join \{Room:lobby Members:\[go-example\] Offset:0 Epoch:` + epochRE + `\}$`,
+				`(?m)^send \{Room:lobby Offset:1 Epoch:` + epochRE + `\}$`,
+				`(?m)^push chat.message \{Room:lobby From:go-example To: Message:hello from go Offset:1 Epoch:` + epochRE + ` TS:\d+\}$`,
 				`(?m)^error -32001 Not a member of the room$`,
 			}})
 		})

@@ -34,7 +34,7 @@ const CLOSE_TEXT = {
 const state = {
   client: null,
   me: '',
-  rooms: new Map(), // name -> {name, members: Set, seen: Set of offsets, last, items: []}
+  rooms: new Map(), // name -> {name, members: Set, seen: Set of offsets, last, epoch, items: []}
   inbox: [],        // broadcasts and direct messages, in and out
   view: '',         // the room shown, '' for the inbox
   calls: new Map(), // request id -> method, to annotate binary replies
@@ -157,7 +157,7 @@ async function guard(what, fn) {
 function roomOf(name) {
   let r = state.rooms.get(name);
   if (!r) {
-    r = { name, members: new Set(), seen: new Set(), last: 0, items: [] };
+    r = { name, members: new Set(), seen: new Set(), last: 0, epoch: '', items: [] };
     state.rooms.set(name, r);
   }
   return r;
@@ -176,8 +176,10 @@ async function doJoin(ev) {
 }
 
 // joinRoom joins (or rejoins after a reconnect) and fills the gap since
-// the last offset seen: chat.history {room, since: last}, page by page.
-// Pushes that arrive meanwhile are merged by offset, so nothing shows twice.
+// the last offset and epoch seen: chat.history {room, since: last, epoch},
+// page by page. Pushes that arrive meanwhile are merged by offset, so
+// nothing shows twice. When the server says recovered: false (it lost
+// history: a restart, or messages evicted) the room says so.
 async function joinRoom(name) {
   const c = state.client;
   const rejoin = state.rooms.has(name);
@@ -186,20 +188,32 @@ async function joinRoom(name) {
   r.members = new Set(res.members);
   const before = r.seen.size;
   let since = rejoin ? r.last : Math.max(0, res.offset - INITIAL_BACKLOG);
-  for (let page = 0; page < MAX_PAGES && since < res.offset; page++) {
-    const h = await c.call('chat.history', { room: name, since, limit: HISTORY_PAGE });
-    if (rejoin && h.messages.length > 0 && h.messages[0].offset > since + 1) {
-      addNote(r, `${h.messages[0].offset - since - 1} messages are no longer in the room's history`);
-    }
+  const epoch = rejoin && r.epoch ? r.epoch : res.epoch;
+  let recovered = true;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const h = await c.call('chat.history', { room: name, since, limit: HISTORY_PAGE, epoch: page ? r.epoch : epoch });
+    if (h.epoch !== r.epoch) newEpoch(r, h.epoch);
+    recovered &&= h.recovered;
     for (const m of h.messages) addMessage(r, m);
     if (h.messages.length < HISTORY_PAGE) break;
     since = h.messages[h.messages.length - 1].offset;
   }
   // From here on every message comes as a push, or from the next catch-up.
-  r.last = Math.max(r.last, res.offset);
+  if (res.epoch === r.epoch) r.last = Math.max(r.last, res.offset);
+  if (rejoin && !recovered) addNote(r, 'history could not be fully recovered: some messages of this room are lost');
   if (rejoin) addNote(r, `rejoined: ${r.seen.size - before} missed messages caught up from history`);
   render();
   return true;
+}
+
+// newEpoch starts the room's stream over: the offsets seen belonged to a
+// history the server no longer has, so the messages shown from it stay, as
+// earlier history, outside the new offset order.
+function newEpoch(r, epoch) {
+  if (r.epoch) r.items = r.items.map((x) => (x.kind === 'msg' ? { ...x, kind: 'earlier', offset: undefined } : x));
+  r.epoch = epoch;
+  r.seen = new Set();
+  r.last = 0;
 }
 
 async function leaveRoom(name) {
@@ -360,6 +374,7 @@ function messageItem(m) {
   let tag = null;
   if (m.kind === 'broadcast') tag = 'broadcast';
   if (m.kind === 'notice') tag = 'notice';
+  if (m.kind === 'earlier') tag = 'earlier history';
   if (m.kind === 'direct') tag = m.out ? `to ${m.to}${m.delivered === 0 ? ' · not delivered' : ''}` : 'direct';
   const props = { class: `msg${mine ? ' mine' : ''}` };
   if (m.offset !== undefined) props['data-offset'] = String(m.offset);

@@ -101,19 +101,20 @@ const ROOM = ['room', S];
 const MethodInfo = [['name', S], ['id', U], ['push', B], ['params', S], ['result', S, OPT]];
 const HistoryEntry = [['offset', U], ['from', S], ['message', S], ['ts', I]];
 // chat.message's fields in json-rpc order; binary-raw writes it with flags (§9).
-const Message = [['room', S, OPT], ['from', S], ['to', S, OPT], ['message', S], ['offset', U, OPT], ['ts', I]];
+const Message = [['room', S, OPT], ['from', S], ['to', S, OPT], ['message', S], ['offset', U, OPT], ['epoch', S, OPT], ['ts', I]];
 
 /** The chat methods and pushes: name -> [binary-raw id, params, result (null for pushes)]. */
 export const METHODS = {
   'rpc.discover': [0x01, [], [['methods', list(MethodInfo)]]],
   'chat.ping': [0x10, [], [['status', S], ['timestamp', I]]],
   'chat.broadcast': [0x11, [['message', S]], [['status', S], ['delivered', U]]],
-  'chat.join': [0x12, [ROOM], [ROOM, ['members', list(S)], ['offset', U]]],
+  'chat.join': [0x12, [ROOM], [ROOM, ['members', list(S)], ['offset', U], ['epoch', S]]],
   'chat.leave': [0x13, [ROOM], [ROOM]],
-  'chat.send': [0x14, [ROOM, ['message', S]], [ROOM, ['offset', U]]],
+  'chat.send': [0x14, [ROOM, ['message', S]], [ROOM, ['offset', U], ['epoch', S]]],
   'chat.direct': [0x15, [['to', S], ['message', S]], [['delivered', U]]],
   'chat.members': [0x16, [ROOM], [ROOM, ['members', list(S)]]],
-  'chat.history': [0x17, [ROOM, ['since', U, OPT], ['limit', U, OPT]], [ROOM, ['messages', list(HistoryEntry)]]],
+  'chat.history': [0x17, [ROOM, ['since', U, OPT], ['limit', U, OPT], ['epoch', S, OPT]],
+    [ROOM, ['messages', list(HistoryEntry)], ['epoch', S], ['recovered', B]]],
   'chat.message': [0x20, Message, null],
   'chat.presence': [0x21, [ROOM, ['client_id', S], ['event', { enum: ['join', 'leave'] }]], null],
   'gateway.notice': [0x22, [['kind', S], ['message', S]], null],
@@ -288,12 +289,16 @@ function writeValue(out, t, v, path) {
   }
 }
 
-// chat.message (§9): flags, from, message, ts, then room, to, offset if flagged.
-const MSG_FLAGS = [['room', 1, S], ['to', 2, S], ['offset', 4, U]];
+// chat.message (§9): flags, from, message, ts, then room, to, offset, epoch
+// if flagged. A room message has both offset and epoch, others neither.
+const MSG_FLAGS = [['room', 1, S], ['to', 2, S], ['offset', 4, U], ['epoch', 8, S]];
+const OFFSET_EPOCH = 4 | 8;
 
 function readMessage(r) {
   const flags = r.byte();
-  if (flags & ~7) fail('chat.message: reserved flag bits set');
+  if (flags & ~15) fail('chat.message: reserved flag bits set');
+  const oe = flags & OFFSET_EPOCH;
+  if (oe && oe !== OFFSET_EPOCH) fail('chat.message: the offset and epoch flags differ');
   const from = r.str('chat.message.from');
   const message = r.str('chat.message.message');
   const ts = r.varint();
@@ -309,6 +314,7 @@ function readMessage(r) {
   if (opt.to !== undefined) o.to = opt.to;
   o.message = message;
   if (opt.offset !== undefined) o.offset = opt.offset;
+  if (opt.epoch !== undefined) o.epoch = opt.epoch;
   o.ts = ts;
   return o;
 }
@@ -316,7 +322,10 @@ function readMessage(r) {
 function writeMessage(out, m) {
   check(m, Message, 'chat.message');
   const set = MSG_FLAGS.filter(([k]) => m[k] !== undefined && !isZero(m[k]));
-  out.push(set.reduce((f, [, bit]) => f | bit, 0));
+  const flags = set.reduce((f, [, bit]) => f | bit, 0);
+  const oe = flags & OFFSET_EPOCH;
+  if (oe && oe !== OFFSET_EPOCH) throw new RPCError(-32602, 'Invalid params', 'chat.message: offset and epoch go together');
+  out.push(flags);
   writeStr(out, m.from);
   writeStr(out, m.message);
   writeVarint(out, m.ts);

@@ -69,7 +69,9 @@ async function exercise(enc) {
 
     const room = `r-${enc}-${sfx}`;
     const ja = await a.call('chat.join', { room });
-    ok('chat.join -> {room, members, offset}', ja.room === room && ja.members.join() === ida && Number.isSafeInteger(ja.offset) && keys(ja) === 'members,offset,room', ja);
+    ok('chat.join -> {room, members, offset, epoch}', ja.room === room && ja.members.join() === ida && Number.isSafeInteger(ja.offset) &&
+      /^[A-Za-z0-9_-]{1,32}$/.test(ja.epoch) && keys(ja) === 'epoch,members,offset,room', ja);
+    const epoch = ja.epoch;
     const base = ja.offset; // a new room's offsets start where the node's deleted rooms ended
     const pres = nextPush(a, 'chat.presence');
     const jb = await b.call('chat.join', { room });
@@ -83,10 +85,10 @@ async function exercise(enc) {
     const pa = nextPush(a, 'chat.message');
     const pb = nextPush(b, 'chat.message');
     const s = await a.call('chat.send', { room, message: text });
-    ok('chat.send -> {room, offset}', s.room === room && s.offset === base + 1 && keys(s) === 'offset,room', s);
+    ok('chat.send -> {room, offset, epoch}', s.room === room && s.offset === base + 1 && s.epoch === epoch && keys(s) === 'epoch,offset,room', s);
     for (const [who, m] of [['sender', await pa], ['member', await pb]]) {
-      ok(`chat.message push to the ${who} {room, from, message, offset, ts}`, m.room === room && m.from === ida && m.message === text &&
-        m.offset === s.offset && Number.isSafeInteger(m.ts) && keys(m) === 'from,message,offset,room,ts', m);
+      ok(`chat.message push to the ${who} {room, from, message, offset, epoch, ts}`, m.room === room && m.from === ida && m.message === text &&
+        m.offset === s.offset && m.epoch === epoch && Number.isSafeInteger(m.ts) && keys(m) === 'epoch,from,message,offset,room,ts', m);
     }
 
     const pn = nextPush(b, 'chat.message');
@@ -98,7 +100,9 @@ async function exercise(enc) {
     ok('chat.history from the start', h.room === room && h.messages.map((m) => m.message).join('|') === `${text}|by notification` &&
       h.messages.every((m, i) => m.offset === base + i + 1 && m.from === ida && Number.isSafeInteger(m.ts) && keys(m) === 'from,message,offset,ts'), h);
     const h2 = await b.call('chat.history', { room, since: base + 1, limit: 5 });
-    ok('chat.history since an offset', h2.messages.length === 1 && h2.messages[0].offset === base + 2, h2);
+    ok('chat.history since an offset', h2.messages.length === 1 && h2.messages[0].offset === base + 2 && h2.epoch === epoch && h2.recovered === true, h2);
+    const h3 = await b.call('chat.history', { room, since: base + 2, epoch: 'stale' });
+    ok('chat.history with a stale epoch: everything, recovered false', h3.messages.length === 2 && h3.epoch === epoch && h3.recovered === false, h3);
 
     const pd = nextPush(b, 'chat.message');
     const d = await a.call('chat.direct', { to: idb, message: 'direct' });

@@ -93,6 +93,10 @@ async function run() {
       if (offs[i] !== offs[i - 1] + 1) throw new Error(`offsets ${offs.join(',')}`);
     }
   });
+  await step('carol\'s page does not say that history could not be fully recovered', async () => {
+    const n = await carol.page.getByRole('log', { name: 'Messages' }).getByText(/could not be fully recovered/).count();
+    if (n !== 0) throw new Error(`${n} such notes`);
+  });
   await step('alice and bob see carol back', async () => {
     await alice.waitMembers(ids);
     await bob.waitMembers(ids);

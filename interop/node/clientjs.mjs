@@ -279,9 +279,12 @@ async function binaryRawChecks() {
       "bytes after the payload": "02 01 02 6f 6b 00 00",
       "presence event 3": "01 21 01 72 01 62 03",
       "presence event 0": "01 21 01 72 01 62 00",
-      "message reserved flag": "01 20 08 01 61 01 62 00",
+      "message reserved flag": "01 20 10 01 61 01 62 00",
+      "message offset flag without epoch flag": "01 20 04 01 61 01 62 00 01",
+      "message epoch flag without offset flag": "01 20 08 01 61 01 62 00 01 65",
+      "message flag with empty epoch": "01 20 0c 01 61 01 62 00 01 00",
       "message flag with empty room": "01 20 01 01 61 01 62 00 00",
-      "message flag with offset 0": "01 20 04 01 61 01 62 00 00",
+      "message flag with offset 0": "01 20 0c 01 61 01 62 00 00 01 65",
       "empty batch": "04 00",
       "batch of 101": "04 65",
       "nested batch": "04 01 03 04 01 00",
@@ -467,7 +470,7 @@ async function live(enc, peerEnc) {
   };
   const t = (what) => `live ${enc} (peer ${peerEnc}): ${what}`;
   try {
-    let a, b;
+    let a, b, epoch;
     const frames = [];
     await check(t("connect both, protocol negotiated"), async () => {
       a = await open(A, enc);
@@ -493,9 +496,12 @@ async function live(enc, peerEnc) {
       }
     });
     await check(t("chat.join, presence join pushed to the other encoding, chat.members"), async () => {
-      assert.deepEqual(await a.call("chat.join", { room }), { room, members: [A], offset: 0 });
+      const ja = await a.call("chat.join", { room });
+      epoch = ja.epoch;
+      assert.match(epoch, /^[A-Za-z0-9_-]{1,32}$/);
+      assert.deepEqual(ja, { room, members: [A], offset: 0, epoch });
       const pres = waitFor(a, "chat.presence", (p) => p.client_id === B);
-      assert.deepEqual(await b.call("chat.join", { room }), { room, members: [A, B], offset: 0 });
+      assert.deepEqual(await b.call("chat.join", { room }), { room, members: [A, B], offset: 0, epoch });
       assert.deepEqual(await pres, { room, client_id: B, event: "join" });
       assert.deepEqual(await b.call("chat.members", { room }), { room, members: [A, B] });
     });
@@ -503,10 +509,10 @@ async function live(enc, peerEnc) {
     await check(t("chat.send: result and chat.message to both members"), async () => {
       const pa = waitFor(a, "chat.message", (p) => p.message === m1);
       const pb = waitFor(b, "chat.message", (p) => p.message === m1);
-      assert.deepEqual(await a.call("chat.send", { room, message: m1 }), { room, offset: 1 });
+      assert.deepEqual(await a.call("chat.send", { room, message: m1 }), { room, offset: 1, epoch });
       for (const p of [await pa, await pb]) {
         assert.ok(Number.isSafeInteger(p.ts) && p.ts > 1.7e12, `ts in ms: ${p.ts}`);
-        assert.deepEqual(p, { room, from: A, message: m1, offset: 1, ts: p.ts });
+        assert.deepEqual(p, { room, from: A, message: m1, offset: 1, epoch, ts: p.ts });
       }
     });
     const m2 = `notified from ${enc}`;
@@ -526,7 +532,10 @@ async function live(enc, peerEnc) {
       const all = await b.call("chat.history", { room });
       assert.deepEqual(all.messages.map((m) => m.offset), [1, 2]);
       assert.deepEqual((await b.call("chat.history", { room, limit: 1 })).messages.map((m) => m.message), [m1]);
-      assert.deepEqual(await b.call("chat.history", { room, since: 2 }), { room, messages: [] });
+      assert.deepEqual(await b.call("chat.history", { room, since: 2 }), { room, messages: [], epoch, recovered: true });
+      assert.deepEqual(await b.call("chat.history", { room, since: 2, epoch }), { room, messages: [], epoch, recovered: true });
+      const stale = await b.call("chat.history", { room, since: 2, epoch: "stale" });
+      assert.deepEqual([stale.messages.map((m) => m.offset), stale.epoch, stale.recovered], [[1, 2], epoch, false]);
     });
     await check(t("chat.broadcast: result and a push without room"), async () => {
       const text = `broadcast ${enc} ${RUN}`;

@@ -104,6 +104,7 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
+const EPOCH = "9c4e1f0a7b2d8e35"; // the stream epoch of the spec's examples
 const hex = (b) => Buffer.from(b).toString("hex").replace(/(..)(?!$)/g, "$1 ");
 const unhex = (s) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ""), "hex"));
 
@@ -257,13 +258,13 @@ const BIN = {
   "chat.join": {
     id: 0x12,
     params: (w, p) => w.string(p.room),
-    result: (r) => ({ room: r.string(), members: r.list(1, (r) => r.string()), offset: r.uvarint() }),
+    result: (r) => ({ room: r.string(), members: r.list(1, (r) => r.string()), offset: r.uvarint(), epoch: r.string() }),
   },
   "chat.leave": { id: 0x13, params: (w, p) => w.string(p.room), result: (r) => ({ room: r.string() }) },
   "chat.send": {
     id: 0x14,
     params: (w, p) => w.string(p.room).string(p.message),
-    result: (r) => ({ room: r.string(), offset: r.uvarint() }),
+    result: (r) => ({ room: r.string(), offset: r.uvarint(), epoch: r.string() }),
   },
   "chat.direct": {
     id: 0x15,
@@ -277,10 +278,12 @@ const BIN = {
   },
   "chat.history": {
     id: 0x17,
-    params: (w, p) => w.string(p.room).uvarint(p.since ?? 0).uvarint(p.limit ?? 0),
+    params: (w, p) => w.string(p.room).uvarint(p.since ?? 0).uvarint(p.limit ?? 0).string(p.epoch ?? ""),
     result: (r) => ({
       room: r.string(),
       messages: r.list(4, (r) => ({ offset: r.uvarint(), from: r.string(), message: r.string(), ts: r.varint() })),
+      epoch: r.string(),
+      recovered: r.bool(),
     }),
   },
 };
@@ -290,7 +293,8 @@ const BIN_PUSH = {
     "chat.message",
     (r) => {
       const flags = r.byte();
-      if (flags & ~0x07) throw new Error(`chat.message: reserved flag bits ${flags}`);
+      if (flags & ~0x0f) throw new Error(`chat.message: reserved flag bits ${flags}`);
+      if (!(flags & 0x04) !== !(flags & 0x08)) throw new Error(`chat.message: offset and epoch flags differ in ${flags}`);
       const m = { from: r.string(), message: r.string(), ts: r.varint() };
       if (flags & 0x01) {
         m.room = r.string();
@@ -303,6 +307,10 @@ const BIN_PUSH = {
       if (flags & 0x04) {
         m.offset = r.uvarint();
         if (m.offset === 0) throw new Error("chat.message: offset flag with offset 0");
+      }
+      if (flags & 0x08) {
+        m.epoch = r.string();
+        if (m.epoch === "") throw new Error("chat.message: epoch flag with empty epoch");
       }
       return m;
     },
@@ -568,15 +576,18 @@ async function chatScenario(proto, tag) {
       assert(Math.abs(r.timestamp - Date.now() / 1000) < 300, `timestamp ${r.timestamp} is Unix seconds, near now`);
     });
 
+    let epoch;
     await check(P("chat.join (first member)"), async () => {
       const r = await a.call("chat.join", { room: lobby });
-      eq(r, { room: lobby, members: [a.id], offset: 0 }, "join result");
+      epoch = r.epoch;
+      assert(/^[A-Za-z0-9_-]{1,32}$/.test(epoch), `epoch ${epoch} is 1-32 of [A-Za-z0-9_-]`);
+      eq(r, { room: lobby, members: [a.id], offset: 0, epoch }, "join result");
     });
 
     await check(P("chat.join (second member) + chat.presence push to the first"), async () => {
       const presence = a.waitPush((m) => m.method === "chat.presence" && m.params.client_id === b.id, "chat.presence join");
       const r = await b.call("chat.join", { room: lobby });
-      eq(r, { room: lobby, members: [a.id, b.id].sort(), offset: 0 }, "join result");
+      eq(r, { room: lobby, members: [a.id, b.id].sort(), offset: 0, epoch }, "join result");
       const m = await presence;
       eq(m.params, { room: lobby, client_id: b.id, event: "join" }, "presence params");
     });
@@ -592,7 +603,7 @@ async function chatScenario(proto, tag) {
       off1 = r.offset;
       for (const m of [await pa, await pb]) {
         const { ts, ...rest } = m.params;
-        eq(rest, { room: lobby, from: a.id, message: text, offset: r.offset }, "chat.message params");
+        eq(rest, { room: lobby, from: a.id, message: text, offset: r.offset, epoch }, "chat.message params");
         assert(Number.isInteger(ts) && Math.abs(ts - Date.now()) < 300000, `ts ${ts} is Unix ms, near now`);
       }
     });
@@ -602,7 +613,7 @@ async function chatScenario(proto, tag) {
       const text = `second from ${b.id}`;
       const pa = a.waitMessage((p) => p.message === text, "chat.message");
       const r = await b.call("chat.send", { room: lobby, message: text });
-      eq(r, { room: lobby, offset: off1 + 1 }, "send result");
+      eq(r, { room: lobby, offset: off1 + 1, epoch }, "send result");
       off2 = r.offset;
       eq((await pa).params.from, b.id, "from");
     });
@@ -627,13 +638,17 @@ async function chatScenario(proto, tag) {
       eq(r, { room: lobby, members: [a.id, b.id].sort() }, "members result");
     });
 
-    await check(P("chat.history (all, then since)"), async () => {
+    await check(P("chat.history (all, then since; epoch and recovered)"), async () => {
       const all = await a.call("chat.history", { room: lobby });
       eq(all.room, lobby, "room");
       eq(all.messages.map((m) => [m.offset, m.from]), [[off1, a.id], [off2, b.id]], "history (offset, from)");
       for (const m of all.messages) assert(Number.isInteger(m.ts), "entry ts");
-      const since = await a.call("chat.history", { room: lobby, since: off1 });
+      eq([all.epoch, all.recovered], [epoch, off1 === 1], "history epoch, recovered (since 0: only if offset 1 is kept)");
+      const since = await a.call("chat.history", { room: lobby, since: off1, epoch });
       eq(since.messages.map((m) => [m.offset, m.from, m.message]), [[off2, b.id, `second from ${b.id}`]], "history since");
+      eq([since.epoch, since.recovered], [epoch, true], "history since in the epoch: recovered");
+      const stale = await a.call("chat.history", { room: lobby, since: off2, epoch: `old-${epoch}`.slice(0, 32) });
+      eq([stale.messages.map((m) => m.offset), stale.recovered], [[off1, off2], false], "a stale epoch: everything, not recovered");
       const lim = await a.call("chat.history", { room: lobby, since: 0, limit: 1 });
       eq(lim.messages.map((m) => m.offset), [off1], "history limit 1 (oldest first)");
     });
@@ -694,8 +709,8 @@ async function binarySpecExamples() {
       eq(hex(encodeBinRequest(1, "chat.ping", {})), "00 01 10", "ping");
       eq(hex(encodeBinRequest(1, "chat.ping", {}, { byName: true })), "08 01 09 63 68 61 74 2e 70 69 6e 67", "ping by name");
       eq(hex(encodeBinRequest(5, "chat.send", { room: "lobby", message: "hi all" })), "00 05 14 05 6c 6f 62 62 79 06 68 69 20 61 6c 6c", "send");
-      eq(hex(encodeBinRequest(8, "chat.history", { room: "lobby", since: 40, limit: 2 })), "00 08 17 05 6c 6f 62 62 79 28 02", "history");
-      eq(hex(encodeBinRequest(9, "chat.history", { room: "lobby" })), "00 09 17 05 6c 6f 62 62 79 00 00", "history defaults");
+      eq(hex(encodeBinRequest(8, "chat.history", { room: "lobby", since: 40, limit: 2, epoch: EPOCH })), "00 08 17 05 6c 6f 62 62 79 28 02 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35", "history");
+      eq(hex(encodeBinRequest(9, "chat.history", { room: "lobby" })), "00 09 17 05 6c 6f 62 62 79 00 00 00", "history defaults");
       eq(hex(encodeBinRequest(6, "chat.direct", { to: "bob", message: "psst" })), "00 06 15 03 62 6f 62 04 70 73 73 74", "direct");
       const w = [];
       writeUvarint(w, zigzag(-32601n));
@@ -705,16 +720,21 @@ async function binarySpecExamples() {
       const methods = { 1: "chat.ping", 3: "chat.join", 5: "chat.send", 8: "chat.history" };
       const d = (s) => decodeBinFrame(unhex(s), (id) => methods[id]);
       eq(d("02 01 02 6f 6b 80 84 a4 92 0d").result, { status: "ok", timestamp: 1764000000 }, "ping result");
-      eq(d("02 03 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29").result, { room: "lobby", members: ["alice", "bob"], offset: 41 }, "join result");
+      eq(d("02 03 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35").result, { room: "lobby", members: ["alice", "bob"], offset: 41, epoch: EPOCH }, "join result");
       eq(
-        d("02 08 05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66").result.messages,
-        [
-          { offset: 41, from: "alice", message: "first", ts: 1764000000123 },
-          { offset: 42, from: "bob", message: "second", ts: 1764000000124 },
-        ],
+        d("02 08 05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35 01").result,
+        {
+          room: "lobby",
+          messages: [
+            { offset: 41, from: "alice", message: "first", ts: 1764000000123 },
+            { offset: 42, from: "bob", message: "second", ts: 1764000000124 },
+          ],
+          epoch: EPOCH,
+          recovered: true,
+        },
         "history result",
       );
-      eq(d("01 20 05 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a").params, { from: "alice", message: "hi all", ts: 1764000000123, room: "lobby", offset: 42 }, "chat.message push");
+      eq(d("01 20 0d 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35").params, { from: "alice", message: "hi all", ts: 1764000000123, room: "lobby", offset: 42, epoch: EPOCH }, "chat.message push");
       eq(d("01 21 05 6c 6f 62 62 79 03 62 6f 62 01").params, { room: "lobby", client_id: "bob", event: "join" }, "presence push");
       eq(d("03 0b b1 fd 03 10 4d 65 74 68 6f 64 20 6e 6f 74 20 66 6f 75 6e 64 63 68 61 74 2e 6e 6f 70 65"), { kind: "reply", id: 11, error: { code: -32601, message: "Method not found", data: "chat.nope" } }, "error");
     });
@@ -739,17 +759,20 @@ async function binaryScenario() {
       eq(r.status, "ok", "status");
     });
 
+    let epoch;
     await check(P("chat.join"), async () => {
-      eq(await a.call("chat.join", { room: lobby }), { room: lobby, members: [a.id], offset: 0 }, "join result");
+      const r = await a.call("chat.join", { room: lobby });
+      epoch = r.epoch;
+      eq(r, { room: lobby, members: [a.id], offset: 0, epoch }, "join result");
     });
 
     await check(P("chat.send + chat.message push decoded"), async () => {
       const text = "hi from binary-raw ✓";
       const push = a.waitMessage((p) => p.message === text, "chat.message");
       const r = await a.call("chat.send", { room: lobby, message: text });
-      eq(r, { room: lobby, offset: 1 }, "send result");
+      eq(r, { room: lobby, offset: 1, epoch }, "send result");
       const { ts, ...rest } = (await push).params;
-      eq(rest, { from: a.id, message: text, room: lobby, offset: 1 }, "push");
+      eq(rest, { from: a.id, message: text, room: lobby, offset: 1, epoch }, "push");
       assert(Math.abs(ts - Date.now()) < 300000, `ts ${ts} near now`);
     });
 
@@ -813,7 +836,7 @@ async function crossScenario() {
         const r = await sender.call("chat.send", { room: lobby, message: text });
         for (const w of waits) {
           const { ts, ...rest } = (await w).params;
-          eq(rest, { room: lobby, from: sender.id, message: text, offset: r.offset }, "push params");
+          eq(rest, { room: lobby, from: sender.id, message: text, offset: r.offset, epoch: r.epoch }, "push params");
           assert(Number.isInteger(ts), "ts");
         }
       });

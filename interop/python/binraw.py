@@ -186,8 +186,9 @@ def string_bytes(s):
 class _Prim:
     min = 1  # every §2 primitive takes at least one byte
 
-    def __init__(self, name):
+    def __init__(self, name, zero):
         self.name = name
+        self.zero = zero  # how an absent value is written
 
     def enc(self, w, v):
         getattr(w, self.name)(v)
@@ -196,7 +197,7 @@ class _Prim:
         return getattr(r, self.name)()
 
 
-STRING, UVARINT, VARINT, BOOL = _Prim("string"), _Prim("uvarint"), _Prim("varint"), _Prim("bool")
+STRING, UVARINT, VARINT, BOOL = _Prim("string", ""), _Prim("uvarint", 0), _Prim("varint", 0), _Prim("bool", False)
 
 
 class ListOf:
@@ -218,8 +219,8 @@ class ListOf:
 
 class Record:
     """Fields in order, no tags (§7). A field named in zero_absent is the
-    json-rpc field that is absent when 0 (HistoryParams' since and limit:
-    "0 is how absent is written")."""
+    json-rpc field that is absent when 0 or empty (HistoryParams' since,
+    limit and epoch: "0, or the empty string, is how absent is written")."""
 
     def __init__(self, *fields, zero_absent=()):
         self.fields = fields  # (name, type)
@@ -239,7 +240,7 @@ class Record:
             if name in v:
                 t.enc(w, v[name])
             elif name in self.zero_absent:
-                t.enc(w, 0)
+                t.enc(w, t.zero)
             else:
                 raise KeyError("field %r missing" % name)
 
@@ -247,26 +248,30 @@ class Record:
         d = {}
         for name, t in self.fields:
             x = t.dec(r)
-            if not (name in self.zero_absent and x == 0):
+            if not (name in self.zero_absent and x == t.zero):
                 d[name] = x
         return d
 
 
 class _Message:
-    """chat.message (§9): flags, from, message, ts, then room, to, offset
-    as the flags say."""
+    """chat.message (§9): flags, from, message, ts, then room, to, offset,
+    epoch as the flags say. Offset and epoch come together (room messages)
+    or not at all."""
 
     min = 4
-    OPTIONAL = (("room", 0x01, STRING), ("to", 0x02, STRING), ("offset", 0x04, UVARINT))
+    OPTIONAL = (("room", 0x01, STRING), ("to", 0x02, STRING), ("offset", 0x04, UVARINT), ("epoch", 0x08, STRING))
+    OFFSET_EPOCH = 0x04 | 0x08
 
     def enc(self, w, v):
-        extra = set(v) - {"from", "message", "ts", "room", "to", "offset"}
+        extra = set(v) - {"from", "message", "ts", "room", "to", "offset", "epoch"}
         if extra:
             raise KeyError("chat.message fields %s" % sorted(extra))
         flags = 0
         for name, bit, _ in self.OPTIONAL:
-            if v.get(name):  # an empty room or to, or offset 0, is absent
+            if v.get(name):  # an empty room, to or epoch, or offset 0, is absent
                 flags |= bit
+        if flags & self.OFFSET_EPOCH not in (0, self.OFFSET_EPOCH):
+            raise ValueError("chat.message: offset and epoch go together")
         w.byte(flags)
         w.string(v["from"])
         w.string(v["message"])
@@ -277,8 +282,10 @@ class _Message:
 
     def dec(self, r):
         flags = r.byte()
-        if flags & ~0x07:
-            r.fail("chat.message flags %02x: bits 3-7 set" % flags)
+        if flags & ~0x0F:
+            r.fail("chat.message flags %02x: bits 4-7 set" % flags)
+        if flags & self.OFFSET_EPOCH not in (0, self.OFFSET_EPOCH):
+            r.fail("chat.message flags %02x: the offset and epoch flags differ" % flags)
         d = {"from": r.string(), "message": r.string(), "ts": r.varint()}
         for name, bit, t in self.OPTIONAL:
             if flags & bit:
@@ -325,17 +332,17 @@ TABLE = (
     (0x01, "rpc.discover", False, EMPTY, Record(("methods", ListOf(METHOD_INFO)))),
     (0x10, "chat.ping", False, EMPTY, Record(("status", STRING), ("timestamp", VARINT))),
     (0x11, "chat.broadcast", False, Record(("message", STRING)), Record(("status", STRING), ("delivered", UVARINT))),
-    (0x12, "chat.join", False, ROOM, Record(("room", STRING), MEMBERS, ("offset", UVARINT))),
+    (0x12, "chat.join", False, ROOM, Record(("room", STRING), MEMBERS, ("offset", UVARINT), ("epoch", STRING))),
     (0x13, "chat.leave", False, ROOM, ROOM),
-    (0x14, "chat.send", False, Record(("room", STRING), ("message", STRING)), Record(("room", STRING), ("offset", UVARINT))),
+    (0x14, "chat.send", False, Record(("room", STRING), ("message", STRING)), Record(("room", STRING), ("offset", UVARINT), ("epoch", STRING))),
     (0x15, "chat.direct", False, Record(("to", STRING), ("message", STRING)), Record(("delivered", UVARINT))),
     (0x16, "chat.members", False, ROOM, Record(("room", STRING), MEMBERS)),
     (
         0x17,
         "chat.history",
         False,
-        Record(("room", STRING), ("since", UVARINT), ("limit", UVARINT), zero_absent=("since", "limit")),
-        Record(("room", STRING), ("messages", ListOf(HISTORY_ENTRY))),
+        Record(("room", STRING), ("since", UVARINT), ("limit", UVARINT), ("epoch", STRING), zero_absent=("since", "limit", "epoch")),
+        Record(("room", STRING), ("messages", ListOf(HISTORY_ENTRY)), ("epoch", STRING), ("recovered", BOOL)),
     ),
     (0x20, "chat.message", True, _Message(), None),
     (0x21, "chat.presence", True, _Presence(), None),

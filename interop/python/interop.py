@@ -352,6 +352,15 @@ async def connect(clients, name, proto):
     return c
 
 
+EPOCH_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def epoch_of(v, what):
+    """Checks v's epoch is 1-32 characters of [A-Za-z0-9_-] and returns it."""
+    check_true(isinstance(v.get("epoch"), str) and EPOCH_RE.match(v["epoch"]), "%s: epoch %r is 1-32 of [A-Za-z0-9_-]" % (what, v.get("epoch")))
+    return v["epoch"]
+
+
 def without_ts(params):
     check_true(isinstance(params.get("ts"), int), "ts is an integer: %r" % (params,))
     check_true(abs(params["ts"] - time.time() * 1000) < 300000, "ts %r is Unix ms, near now" % params["ts"])
@@ -378,14 +387,18 @@ async def chat_scenario(proto, tag):
 
         await check(P("chat.ping"), ping())
 
+        epochs = []
+
         async def join_first():
-            eq(await a.call("chat.join", {"room": lobby}), {"room": lobby, "members": [a.id], "offset": 0}, "join result")
+            r = await a.call("chat.join", {"room": lobby})
+            epochs.append(epoch_of(r, "join result"))
+            eq(r, {"room": lobby, "members": [a.id], "offset": 0, "epoch": epochs[0]}, "join result")
 
         await check(P("chat.join (first member)"), join_first())
 
         async def join_second():
             r = await b.call("chat.join", {"room": lobby})
-            eq(r, {"room": lobby, "members": sorted([a.id, b.id]), "offset": 0}, "join result")
+            eq(r, {"room": lobby, "members": sorted([a.id, b.id]), "offset": 0, "epoch": epochs[0]}, "join result")
             p = await a.wait_push(lambda m, p: m == "chat.presence" and p.get("client_id") == b.id, "chat.presence join")
             eq(p, {"room": lobby, "client_id": b.id, "event": "join"}, "presence params")
 
@@ -401,14 +414,14 @@ async def chat_scenario(proto, tag):
             offs.append(r["offset"])
             for c in (a, b):
                 p = await c.wait_message(lambda p: p.get("message") == text, "chat.message")
-                eq(without_ts(p), {"room": lobby, "from": a.id, "message": text, "offset": r["offset"]}, "push at " + c.id)
+                eq(without_ts(p), {"room": lobby, "from": a.id, "message": text, "offset": r["offset"], "epoch": epochs[0]}, "push at " + c.id)
 
         await check(P("chat.send → reply offset + chat.message on both"), send())
 
         async def send2():
             text = "second from %s" % b.id
             r = await b.call("chat.send", {"room": lobby, "message": text})
-            eq(r, {"room": lobby, "offset": offs[0] + 1}, "send result")
+            eq(r, {"room": lobby, "offset": offs[0] + 1, "epoch": epochs[0]}, "send result")
             offs.append(r["offset"])
             p = await a.wait_message(lambda p: p.get("message") == text, "chat.message")
             eq(p["from"], b.id, "from")
@@ -438,12 +451,18 @@ async def chat_scenario(proto, tag):
             r = await a.call("chat.history", {"room": lobby})
             eq(r["room"], lobby, "room")
             eq([(m["offset"], m["from"]) for m in r["messages"]], [(offs[0], a.id), (offs[1], b.id)], "history")
-            r = await a.call("chat.history", {"room": lobby, "since": offs[0]})
+            eq((r["epoch"], r["recovered"]), (epochs[0], offs[0] == 1), "history epoch, recovered (since 0: only if offset 1 is kept)")
+            r = await a.call("chat.history", {"room": lobby, "since": offs[0], "epoch": epochs[0]})
             eq([(m["offset"], m["from"], m["message"]) for m in r["messages"]], [(offs[1], b.id, "second from %s" % b.id)], "history since")
+            eq((r["epoch"], r["recovered"]), (epochs[0], True), "history since, in the epoch: recovered")
             r = await a.call("chat.history", {"room": lobby, "since": 0, "limit": 1})
             eq([m["offset"] for m in r["messages"]], [offs[0]], "history limit 1 (oldest first)")
+            r = await a.call("chat.history", {"room": lobby, "since": offs[1], "epoch": "stale-" + epochs[0][:20]})
+            eq(([m["offset"] for m in r["messages"]], r["epoch"], r["recovered"]), (offs, epochs[0], False), "history with a stale epoch: all, not recovered")
+            e = await a.call_error("chat.history", {"room": lobby, "epoch": "x" * 33})
+            eq(e.code, -32602, "history with a 33-byte epoch")
 
-        await check(P("chat.history (all, since, limit)"), history())
+        await check(P("chat.history (all, since, limit, epoch, recovered)"), history())
 
         async def broadcast():
             text = "broadcast %s" % a.id
@@ -538,7 +557,7 @@ async def cross_scenario():
                 sent.append(sender.id)
                 for receiver in everyone:
                     p = await receiver.wait_message(lambda p: p.get("message") == text, "message from " + sender.proto)
-                    eq(without_ts(p), {"room": lobby, "from": sender.id, "message": text, "offset": r["offset"]}, "push at the %s member" % receiver.proto)
+                    eq(without_ts(p), {"room": lobby, "from": sender.id, "message": text, "offset": r["offset"], "epoch": r["epoch"]}, "push at the %s member" % receiver.proto)
 
             others = ", ".join(c.proto for c in everyone if c is not sender)
             await check("cross: chat.send %s → %s (and itself)" % (sender.proto, others), deliver())
@@ -755,6 +774,7 @@ def ex_varint(n):
 TS = 1764000000123  # the ts of §8's first history entry and of §9's messages: f6 a1 bf e9 d6 66
 PING = {"status": "ok", "timestamp": 1764000000}
 AB = ["alice", "bob"]
+EPOCH = "9c4e1f0a7b2d8e35"  # the stream epoch of the examples
 DISCOVER_EXAMPLE = {
     "methods": [
         {"name": "chat.ping", "id": 0x10, "push": False, "params": "{}", "result": "{status:string, timestamp:int}"},
@@ -793,18 +813,24 @@ SPEC_EXAMPLES = {
     "00 02 11 05 68 65 6c 6c 6f": ("chat.broadcast request", ex_request(2, "chat.broadcast", {"message": "hello"})),
     "02 02 02 6f 6b 03": ("chat.broadcast result", ex_result(2, "chat.broadcast", {"status": "ok", "delivered": 3})),
     "00 03 12 05 6c 6f 62 62 79": ("chat.join request", ex_request(3, "chat.join", {"room": "lobby"})),
-    "02 03 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29": ("chat.join result", ex_result(3, "chat.join", {"room": "lobby", "members": AB, "offset": 41})),
+    "02 03 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62 29 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35": (
+        "chat.join result",
+        ex_result(3, "chat.join", {"room": "lobby", "members": AB, "offset": 41, "epoch": EPOCH}),
+    ),
     "00 04 13 05 6c 6f 62 62 79": ("chat.leave request", ex_request(4, "chat.leave", {"room": "lobby"})),
     "02 04 05 6c 6f 62 62 79": ("chat.leave result", ex_result(4, "chat.leave", {"room": "lobby"})),
     "00 05 14 05 6c 6f 62 62 79 06 68 69 20 61 6c 6c": ("chat.send request", ex_request(5, "chat.send", {"room": "lobby", "message": "hi all"})),
-    "02 05 05 6c 6f 62 62 79 2a": ("chat.send result", ex_result(5, "chat.send", {"room": "lobby", "offset": 42})),
+    "02 05 05 6c 6f 62 62 79 2a 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35": ("chat.send result", ex_result(5, "chat.send", {"room": "lobby", "offset": 42, "epoch": EPOCH})),
     "00 06 15 03 62 6f 62 04 70 73 73 74": ("chat.direct request", ex_request(6, "chat.direct", {"to": "bob", "message": "psst"})),
     "02 06 02": ("chat.direct result", ex_result(6, "chat.direct", {"delivered": 2})),
     "00 07 16 05 6c 6f 62 62 79": ("chat.members request", ex_request(7, "chat.members", {"room": "lobby"})),
     "02 07 05 6c 6f 62 62 79 02 05 61 6c 69 63 65 03 62 6f 62": ("chat.members result", ex_result(7, "chat.members", {"room": "lobby", "members": AB})),
-    "00 08 17 05 6c 6f 62 62 79 28 02": ("chat.history request", ex_request(8, "chat.history", {"room": "lobby", "since": 40, "limit": 2})),
-    "00 09 17 05 6c 6f 62 62 79 00 00": ("chat.history request, defaults", ex_request(9, "chat.history", {"room": "lobby"})),
-    "02 08 05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66": (
+    "00 08 17 05 6c 6f 62 62 79 28 02 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35": (
+        "chat.history request",
+        ex_request(8, "chat.history", {"room": "lobby", "since": 40, "limit": 2, "epoch": EPOCH}),
+    ),
+    "00 09 17 05 6c 6f 62 62 79 00 00 00": ("chat.history request, defaults", ex_request(9, "chat.history", {"room": "lobby"})),
+    "02 08 05 6c 6f 62 62 79 02 29 05 61 6c 69 63 65 05 66 69 72 73 74 f6 a1 bf e9 d6 66 2a 03 62 6f 62 06 73 65 63 6f 6e 64 f8 a1 bf e9 d6 66 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35 01": (
         "chat.history result",
         ex_result(
             8,
@@ -815,14 +841,16 @@ SPEC_EXAMPLES = {
                     {"offset": 41, "from": "alice", "message": "first", "ts": TS},
                     {"offset": 42, "from": "bob", "message": "second", "ts": TS + 1},
                 ],
+                "epoch": EPOCH,
+                "recovered": True,
             },
         ),
     ),
     "f6 a1 bf e9 d6 66": ("ts of the chat.message examples", ex_varint(TS)),
     "01 20 00 05 61 6c 69 63 65 05 68 65 6c 6c 6f f6 a1 bf e9 d6 66": ("chat.message from chat.broadcast", ex_push("chat.message", {"from": "alice", "message": "hello", "ts": TS})),
-    "01 20 05 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a": (
+    "01 20 0d 05 61 6c 69 63 65 06 68 69 20 61 6c 6c f6 a1 bf e9 d6 66 05 6c 6f 62 62 79 2a 10 39 63 34 65 31 66 30 61 37 62 32 64 38 65 33 35": (
         "chat.message from chat.send",
-        ex_push("chat.message", {"from": "alice", "message": "hi all", "ts": TS, "room": "lobby", "offset": 42}),
+        ex_push("chat.message", {"from": "alice", "message": "hi all", "ts": TS, "room": "lobby", "offset": 42, "epoch": EPOCH}),
     ),
     "01 20 02 05 61 6c 69 63 65 04 70 73 73 74 f6 a1 bf e9 d6 66 03 62 6f 62": ("chat.message from chat.direct", ex_push("chat.message", {"from": "alice", "message": "psst", "ts": TS, "to": "bob"})),
     "01 21 05 6c 6f 62 62 79 03 62 6f 62 01": ("chat.presence join", ex_push("chat.presence", {"room": "lobby", "client_id": "bob", "event": "join"})),
@@ -944,6 +972,18 @@ def spec_checks():
         eq(["%02x" % t for t in valid], ["00", "01", "02", "03", "04", "08", "09", "13"], "valid tags")
 
     offline("spec §2/§3: zigzag and varint examples, varint and UTF-8 rules, the 8 valid tags", primitives)
+
+    def message_flags():
+        # §9: the epoch flag (08) goes with the offset flag (04); bits 4-7 are reserved.
+        for h in ("04 00 00 00 01", "08 00 00 00 01 65", "0c 00 00 00 01 00", "10 00 00 00"):
+            try:
+                v = binraw.decode_push(0x20, H(h))
+            except binraw.DecodeError:
+                continue
+            raise AssertionError("chat.message payload %s decoded as %r, want invalid" % (h, v))
+        eq(binraw.decode_push(0x20, H("0c 00 00 00 01 01 65")), ("chat.message", {"from": "", "message": "", "ts": 0, "offset": 1, "epoch": "e"}), "offset 1, epoch e")
+
+    offline("spec §9: chat.message's offset and epoch flags go together", message_flags)
 
 
 def _tag_ok(tag):
@@ -1233,7 +1273,7 @@ async def binraw_extras():
                     got[mid] = await c.reply(mid, fut, calls[mid][0])
                 except RPCError as err:
                     got[mid] = err.code
-            eq(got[40], {"room": lobby, "members": [c.id], "offset": 0}, "join")
+            eq(got[40], {"room": lobby, "members": [c.id], "offset": 0, "epoch": epoch_of(got[40], "join")}, "join")
             eq(got[41], {"room": lobby, "members": [c.id]}, "members")
             eq(got[42], -32601, "unknown method")
             eq(got[43]["status"], "ok", "ping")
