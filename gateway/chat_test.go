@@ -12,6 +12,7 @@ import (
 
 	"github.com/subgate/subgate/client"
 	"github.com/subgate/subgate/codec"
+	"github.com/subgate/subgate/internal/testutil"
 	"github.com/subgate/subgate/protocols"
 	"github.com/subgate/subgate/protocols/chat"
 )
@@ -46,29 +47,10 @@ func callErr(t *testing.T, c *client.Client, method string, params any) int64 {
 	return rpcErr(t, c, method, params).Code
 }
 
-// waitPush returns the next push of method (others are skipped), failing
-// after 5 s.
+// waitPush returns the next push of method (others are skipped).
 func waitPush[T any](t *testing.T, c *client.Client, method string) *T {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case p, ok := <-c.Pushes():
-			if !ok {
-				t.Fatalf("%s: connection closed while waiting for %s: %v", c.Protocol(), method, c.Err())
-			}
-			if p.Method != method {
-				continue
-			}
-			v := new(T)
-			if err := p.Decode(v); err != nil {
-				t.Fatal(err)
-			}
-			return v
-		case <-timeout:
-			t.Fatalf("%s: no %s push within 5s", c.Protocol(), method)
-		}
-	}
+	return testutil.WaitPush[T](t, c, method)
 }
 
 func TestEveryMethodInEveryEncoding(t *testing.T) {

@@ -119,23 +119,7 @@ func callCode(t *testing.T, c *client.Client, method string, params any) int {
 // next returns the client's next push of method, skipping others.
 func next[T any](t *testing.T, c *client.Client, method string) *T {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case p := <-c.Pushes():
-			if p.Method != method {
-				continue
-			}
-			v := new(T)
-			if err := p.Decode(v); err != nil {
-				t.Fatal(err)
-			}
-			return v
-		case <-timeout:
-			t.Fatalf("%s: no %s push within 10 s", c.Protocol(), method)
-			return nil
-		}
-	}
+	return testutil.WaitPush[T](t, c, method)
 }
 
 var encodings = []string{"json-rpc", "msgpack", "binary-raw"}

@@ -3,7 +3,10 @@
 package testutil
 
 import (
+	"time"
+
 	"bytes"
+	"github.com/subgate/subgate/client"
 	"io"
 	"net/http"
 	"sync"
@@ -59,4 +62,30 @@ func HTTPStatus(t testing.TB, url string) int {
 	t.Helper()
 	resp, _ := Get(t, url)
 	return resp.StatusCode
+}
+
+// WaitPush returns the client's next push of method decoded into a new
+// T, skipping other pushes; it fails the test after 10 s or when the
+// connection ends first.
+func WaitPush[T any](t testing.TB, c *client.Client, method string) *T {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case p, ok := <-c.Pushes():
+			if !ok {
+				t.Fatalf("%s: connection closed while waiting for %s: %v", c.Protocol(), method, c.Err())
+			}
+			if p.Method != method {
+				continue
+			}
+			v := new(T)
+			if err := p.Decode(v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		case <-timeout:
+			t.Fatalf("%s: no %s push within 10 s", c.Protocol(), method)
+		}
+	}
 }
