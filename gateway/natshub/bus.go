@@ -197,9 +197,8 @@ func (h *Hub) resume() jetstream.KeyWatcher {
 		h.mu.Lock()
 		from := h.applied + 1
 		h.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), h.opt.Timeout)
-		w, err := h.kv.WatchAll(ctx, jetstream.IncludeHistory(), jetstream.ResumeFromRevision(from))
-		cancel()
+		// The watcher lives as long as its context: not a bounded one.
+		w, err := h.kv.WatchAll(context.Background(), jetstream.IncludeHistory(), jetstream.ResumeFromRevision(from))
 		if err == nil {
 			h.log.Info("watching presence again", "from_revision", from)
 			return w
@@ -306,10 +305,45 @@ func (h *Hub) refresh() {
 		h.mu.Unlock()
 	}
 	for _, node := range h.expired() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.opt.Timeout)
 		if err := h.reap(ctx, node); err != nil {
 			h.log.Warn("removing a dead node's clients", "dead", node, "err", err)
 		}
+		cancel()
 	}
+	ctx, cancel = context.WithTimeout(context.Background(), h.opt.Timeout)
+	defer cancel()
+	if err := h.reconcile(ctx); err != nil {
+		h.log.Warn("repairing presence", "err", err)
+	}
+}
+
+// reconcile repairs what a call that failed while NATS was away left
+// behind: this node's connection keys of clients it no longer holds go
+// (and the clients leave their rooms when no node holds them), and local
+// clients in rooms that have no key get one.
+func (h *Hub) reconcile(ctx context.Context) error {
+	h.mu.Lock()
+	var stale, missing []string
+	for id, set := range h.conns {
+		if _, ok := set[h.node]; ok && len(h.local[id]) == 0 {
+			stale = append(stale, id)
+		}
+	}
+	for id := range h.local {
+		if len(h.joined[id]) > 0 && !h.registered[id] {
+			missing = append(missing, id)
+		}
+	}
+	h.mu.Unlock()
+	var errs []error
+	for _, id := range stale {
+		errs = append(errs, h.release(ctx, id, h.node))
+	}
+	for _, id := range missing {
+		errs = append(errs, h.register(ctx, id))
+	}
+	return errors.Join(errs...)
 }
 
 // graceLeases counts every lease as fresh: after an outage of the bus no
@@ -359,14 +393,7 @@ func (h *Hub) reap(ctx context.Context, node string) error {
 	h.log.Info("node lease expired: removing its clients", "dead", node, "clients", len(clients))
 	var errs []error
 	for _, id := range clients {
-		if err := h.kv.Delete(ctx, connKey(id, node)); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		h.mu.Lock()
-		removeFrom(h.conns, id, node)
-		h.mu.Unlock()
-		errs = append(errs, h.leaveAllIfGone(ctx, id))
+		errs = append(errs, h.release(ctx, id, node))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

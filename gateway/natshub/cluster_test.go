@@ -447,3 +447,37 @@ func metric(t *testing.T, n *node, name string) string {
 	t.Fatalf("/metrics has no %s", name)
 	return ""
 }
+
+// A client that disconnects while NATS is away cannot be taken out of
+// its rooms then; once NATS is back its node repairs that, and the other
+// members get the leave.
+func TestClusterDetachDuringOutage(t *testing.T) {
+	ns := natstest.Start(t)
+	nodes := startCluster(t, ns, 2, clusterOpts{presenceTTL: 900 * time.Millisecond})
+	alice := dial(t, nodes[0], "alice", "json-rpc")
+	bob := dial(t, nodes[1], "bob", "msgpack")
+	call(t, alice, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
+	call(t, bob, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
+	next[chat.Presence](t, alice, chat.PushPresence)
+
+	ns.Stop()
+	awaitStatus(t, nodes[1], "/readyz", 503)
+	bob.Close()
+	if err := nodes[1].srv.WaitConns(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	ns.Restart()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("node0:\n%s\nnode1:\n%s", nodes[0].log.String(), nodes[1].log.String())
+		}
+	})
+	if p := next[chat.Presence](t, alice, chat.PushPresence); p.ClientID != "bob" || p.Event != chat.EventLeave {
+		t.Fatalf("presence %+v, want bob leave", p)
+	}
+	var mr chat.MembersResult
+	call(t, alice, chat.MethodMembers, &chat.MembersParams{Room: "r"}, &mr)
+	if !slices.Equal(mr.Members, []string{"alice"}) {
+		t.Fatalf("members: %v", mr.Members)
+	}
+}

@@ -286,15 +286,27 @@ func (h *Hub) Detach(ctx context.Context, p gateway.Peer) error {
 	h.mu.Unlock()
 	ctx, cancel := h.bound(ctx)
 	defer cancel()
-	if wasRegistered {
-		if err := h.kv.Delete(ctx, connKey(id, h.node)); err != nil {
-			return fmt.Errorf("natshub: unregistering %s: %w", id, err)
-		}
-		h.mu.Lock()
-		removeFrom(h.conns, id, h.node)
-		h.mu.Unlock()
+	if !wasRegistered {
+		return h.leaveAllIfGone(ctx, id)
 	}
-	return h.leaveAllIfGone(ctx, id)
+	return h.release(ctx, id, h.node)
+}
+
+// release ends a node's hold on a client: the client leaves its rooms if
+// no node holds a connection of it, then the node's connection key goes.
+// In this order, a failure leaves the key behind, and whoever finds it
+// (reconcile on this node, the reaper if the node is dead) tries again.
+func (h *Hub) release(ctx context.Context, id, node string) error {
+	if err := h.leaveAllIfGone(ctx, id); err != nil {
+		return err
+	}
+	if err := h.kv.Delete(ctx, connKey(id, node)); err != nil {
+		return fmt.Errorf("natshub: unregistering %s: %w", id, err)
+	}
+	h.mu.Lock()
+	removeFrom(h.conns, id, node)
+	h.mu.Unlock()
+	return nil
 }
 
 // leaveAllIfGone takes a client out of its rooms when no node holds a
