@@ -29,6 +29,9 @@
 //     (<prefix>.client.<client>) are requests that every live node answers
 //     with the number of connections it queued the push to; the caller
 //     sums the answers it gets within GatherTimeout.
+//   - "Does any node still hold a connection of this client?" is asked, not
+//     read from the view (<prefix>.probe.<client>, answered by every live
+//     node), so that a connection made a moment ago elsewhere counts.
 //   - Presence pushes come from the bucket's changes: each node pushes
 //     chat.presence join/leave to its local members of the room when its
 //     view changes, so a crashed node's members get their leaves too.
@@ -37,12 +40,27 @@
 //
 // Its lease stops being refreshed. Every node checks the leases it has
 // seen every PresenceTTL/3; one not refreshed for PresenceTTL is dead, and
-// the node that notices deletes the dead node's connection keys, the
-// memberships of clients that have no connection left, and the lease.
+// the node that notices releases the dead node's clients (each leaves its
+// rooms unless a live node answers that it holds one of its connections,
+// then its connection key goes) and deletes the lease.
 // Deleting is idempotent and every node pushes leaves from its own view
 // (a member already gone is not pushed twice), so several nodes reaping at
 // once is harmless. The bound: a crashed node's clients leave their rooms
 // within PresenceTTL + PresenceTTL/3 (20 s by default).
+//
+// # NATS away
+//
+// While the connection to NATS is down the hub is not Ready (/readyz 503,
+// upgrades 503) and calls that need the bus fail after Options.Timeout.
+// On reconnect the presence watcher is made again from the last revision
+// the view applied (its consumer may be gone with the server), every
+// lease counts as fresh (no node could refresh during the outage), and
+// the next lease tick repairs what failed meanwhile (reconcile): a
+// connection key of this node whose client is gone is released, a local
+// client in rooms without a key gets one. Releasing a client leaves its
+// rooms first and deletes the key last, so a failure keeps the key and the
+// next tick (or the reaper) tries again. This assumes NATS keeps its
+// JetStream store across restarts (file storage on a persistent volume).
 //
 // # Goroutines and locks
 //
