@@ -370,6 +370,42 @@ func TestClusterLimits(t *testing.T) {
 	}
 }
 
+// Rooms with members are bounded cluster-wide, and so are the bytes of
+// history, whichever node the senders are on.
+func TestClusterRoomAndByteLimits(t *testing.T) {
+	ns := natstest.Start(t)
+	nodes := startCluster(t, ns, 2, clusterOpts{limits: gateway.HubLimits{MaxRooms: 2, HistoryBytes: 8 << 10}})
+	a := dial(t, nodes[0], "alice", "json-rpc")
+	b := dial(t, nodes[1], "bob", "binary-raw")
+	call(t, a, chat.MethodJoin, &chat.JoinParams{Room: "one"}, nil)
+	call(t, b, chat.MethodJoin, &chat.JoinParams{Room: "two"}, nil)
+	if code := callCode(t, b, chat.MethodJoin, &chat.JoinParams{Room: "three"}); code != chat.CodeLimitReached {
+		t.Fatalf("a third room with members: code %d, want %d", code, chat.CodeLimitReached)
+	}
+	call(t, b, chat.MethodJoin, &chat.JoinParams{Room: "one"}, nil) // an existing room is fine
+
+	text := strings.Repeat("x", 1000)
+	const sends = 30 // 30 KB of text into 8 KiB of history
+	for i := 1; i <= sends; i++ {
+		c := a
+		if i%2 == 0 {
+			c = b
+		}
+		call(t, c, chat.MethodSend, &chat.SendParams{Room: "one", Message: text}, nil)
+	}
+	var hr chat.HistoryResult
+	call(t, a, chat.MethodHistory, &chat.HistoryParams{Room: "one"}, &hr)
+	n := len(hr.Messages)
+	if n == 0 || n >= 9 || hr.Recovered {
+		t.Fatalf("history of %d KB sent into 8 KiB: %d messages, recovered %v", sends, n, hr.Recovered)
+	}
+	for i, e := range hr.Messages {
+		if e.Offset != uint64(sends-n+1+i) {
+			t.Fatalf("kept offsets are not the last %d in order: %d at %d", n, e.Offset, i)
+		}
+	}
+}
+
 // NATS restarts under connected clients: the nodes say so (log, metric,
 // /readyz 503), reconnect, and chat works across them again with the
 // history kept.
