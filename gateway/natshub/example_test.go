@@ -24,5 +24,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Fatal(http.ListenAndServe("127.0.0.1:8080", srv))
+	if err := http.ListenAndServe("127.0.0.1:8080", srv); err != nil {
+		log.Print(err)
+	}
 }
