@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 
 	"github.com/subgate/subgate/gateway"
+	"github.com/subgate/subgate/internal/testutil"
 )
 
 func benchRun(args ...string) (code int, stdout, stderr string) {
@@ -99,6 +101,31 @@ func TestBenchProcs(t *testing.T) {
 	m = benchJSON(t, "-procs", "2", "-url", url, "-scenario", "idle", "-conns", "11", "-hold", "10ms")
 	if m["ops"] != 11.0 || m["conns"] != 11.0 {
 		t.Errorf("merged idle: %v", m)
+	}
+}
+
+// TestBenchProcsCluster loads two gateways sharing one hub (a cluster in
+// one process) from two child processes: each node accepts its share of
+// the connections in every encoding (round-robin, one of each encoding at
+// a time: node 0 gets connections 0-2 and 6-8, node 1 gets 3-5 and 9), and
+// every broadcast reaches the subscribers of both nodes.
+func TestBenchProcsCluster(t *testing.T) {
+	t.Setenv("SUBGATE_TEST_MAIN", "1")
+	hub := gateway.NewMemoryHub(gateway.HubLimits{})
+	_, a := testGateway(t, gateway.Config{RateLimit: math.Inf(1), Hub: hub})
+	_, b := testGateway(t, gateway.Config{RateLimit: math.Inf(1), Hub: hub})
+	m := benchJSON(t, "-procs", "2", "-url", a+","+b, "-scenario", "broadcast", "-subs", "10", "-senders", "2", "-proto", "all", "-duration", "300ms")
+	if m["lost"] != 0.0 || m["ops"] != m["expected"] || m["expected"] != m["sent"].(float64)*10 || m["sent"] == 0.0 {
+		t.Errorf("merged broadcast: %v", m)
+	}
+	for url, want := range map[string][3]int{a: {2, 2, 2}, b: {2, 1, 1}} {
+		got := string(testutil.GetOK(t, "http"+strings.TrimPrefix(url, "ws")+"/metrics"))
+		for i, p := range []string{"json-rpc", "msgpack", "binary-raw"} {
+			line := fmt.Sprintf("subgate_handshakes_accepted_total{protocol=%q} %d\n", p, want[i])
+			if !strings.Contains(got, line) {
+				t.Errorf("%s: no %q in /metrics", url, line)
+			}
+		}
 	}
 }
 

@@ -221,6 +221,9 @@ func TestRefusals(t *testing.T) {
 		{Config{URL: "ws://127.0.0.1:1", Subs: 2, Senders: 3, Scenario: "broadcast"}, "senders"},
 		{Config{URL: "http://127.0.0.1:1"}, "want ws://"},
 		{Config{URL: "ws://127.0.0.1:1/ws/x"}, "base only"},
+		{Config{URL: "ws://127.0.0.1:1,http://127.0.0.1:2"}, "want ws://"},
+		{Config{URL: "ws://127.0.0.1:1,"}, "want ws://"},
+		{Config{URL: "ws://127.0.0.1:1,ws://10.1.2.3:8080"}, "not loopback"},
 		{Config{URL: "ws://127.0.0.1:1", Token: "nope"}, "not a JWT"},
 		{Config{URL: "ws://127.0.0.1:1", Token: "x.eyJzdWIiOiJhIn0.y", Scenario: "room"}, "room needs distinct ids"},
 	} {
