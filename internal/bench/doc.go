@@ -10,8 +10,8 @@
 // the server's accept backlog. Config.URL may name several gateways (the
 // nodes of a cluster): connection g dials node g/E mod N (E encodings in
 // use, N nodes), so that the nodes share the connections and each gets
-// every encoding; children of -procs compute it from g alike. Each load-generating slot then runs on a
-// goroutine of its own: one per connection for ping, Config.Inflight per
+// every encoding; children of -procs compute it from g alike. Each
+// load-generating slot then runs on a goroutine of its own: one per connection for ping, Config.Inflight per
 // connection for pipeline (the client is safe for concurrent calls, so that
 // many calls are outstanding on the connection), one per sender for
 // broadcast and room, one per dialer for connect. Subgate, naive and seed
