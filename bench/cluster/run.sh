@@ -173,6 +173,18 @@ BENCH_RC=0
 wait "$BENCH_PID" || BENCH_RC=$?
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 [[ -s $WORK/bench.json ]] || die "the bench printed no result (exit $BENCH_RC)"
+# metric_sum prints the sum of a metric's series over every node.
+metric_sum() {
+	local port sum=0 n
+	for port in "${PORTS[@]}"; do
+		n=$(curl -fs --max-time 5 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 ~ "^" m "({|$)" { s += $2 } END { printf "%d", s }')
+		sum=$((sum + n))
+	done
+	echo "$sum"
+}
+PUSHED=$(metric_sum subgate_pushes_sent_total)
+DROPPED=$(metric_sum subgate_pushes_dropped_total)
+SLOW_CLOSED=$(metric_sum subgate_slow_consumer_disconnects_total)
 SLOW=$(curl -fs --max-time 5 "http://127.0.0.1:$NATS_MON/varz" | grep -o '"slow_consumers": *[0-9]*' | grep -o '[0-9]*$' || echo "?")
 
 CONNS=$(field conns) SENT=$(field sent) EXPECTED=$(field expected) OPS=$(field ops) LOST=$(field lost) ERRORS=$(field errors)
@@ -188,6 +200,7 @@ broadcasts:   $SENT sent; deliveries expected $EXPECTED, received $OPS, lost $LO
 deliveries/s: $(field ops_per_s | cut -d. -f1)
 latency:      p50 $(ms p50_us) ms, p99 $(ms p99_us) ms, max $(ms max_us) ms (send to delivery)
 RSS gateways: $(mib "$GW_RSS") MiB in all ($(awk -v k="$GW_RSS" -v n="$UP" 'BEGIN { printf "%.1f", (n ? k / n : 0) }') KiB per connection); per node: ${PER_NODE_RSS[*]} MiB
+nodes:        $PUSHED pushes queued to connections (warmup included), $DROPPED dropped, $SLOW_CLOSED slow consumers closed
 RSS nats:     $(mib "$NATS_RSS") MiB (slow consumers: $SLOW)
 RSS clients:  $(mib "$CLIENT_RSS") MiB ($PROCS bench processes)
 EOF

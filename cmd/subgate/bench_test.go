@@ -82,7 +82,8 @@ func TestBenchJSON(t *testing.T) {
 // TestBenchProcs runs two child processes (this test binary re-executed as
 // subgate) and checks the merged line: an open loop of 400 ops/s for half
 // a second is 100 ops in each child and exactly 200 in all; a broadcast's
-// deliveries are accounted across the processes; idle holds the
+// deliveries are accounted across the processes, and so is an open loop's
+// rate, wherever the senders are; idle holds the
 // connections of both.
 func TestBenchProcs(t *testing.T) {
 	t.Setenv("SUBGATE_TEST_MAIN", "1")
@@ -97,6 +98,15 @@ func TestBenchProcs(t *testing.T) {
 	m = benchJSON(t, "-procs", "2", "-url", url, "-scenario", "broadcast", "-subs", "10", "-senders", "2", "-proto", "all", "-duration", "300ms")
 	if m["lost"] != 0.0 || m["ops"] != m["expected"] || m["expected"] != m["sent"].(float64)*10 || m["sent"] == 0.0 {
 		t.Errorf("merged broadcast: %v", m)
+	}
+	// -rate is shared in proportion to the senders each child holds: the
+	// one sender is in the first child, and the 3 rooms' senders are 2
+	// and 1; either way the run sends exactly rate x duration messages.
+	for _, a := range [][]string{{"broadcast", "-subs", "4", "-senders", "1"}, {"room", "-rooms", "3", "-subs", "2"}} {
+		m = benchJSON(t, append([]string{"-procs", "2", "-url", url, "-rate", "30", "-duration", "500ms", "-scenario"}, a...)...)
+		if m["sent"] != 15.0 || m["rate"] != 30.0 || m["lost"] != 0.0 {
+			t.Errorf("merged %s at 30/s for 0.5 s: %v", a[0], m)
+		}
 	}
 	m = benchJSON(t, "-procs", "2", "-url", url, "-scenario", "idle", "-conns", "11", "-hold", "10ms")
 	if m["ops"] != 11.0 || m["conns"] != 11.0 {
