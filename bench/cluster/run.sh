@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [[ "${SUBGATE_SCALE:-}" == 1 ]]; then
-	NODES=${NODES:-5} PER_NODE=${PER_NODE:-19000} DURATION=${DURATION:-20s} RATE=${RATE:-4}
+	NODES=${NODES:-5} PER_NODE=${PER_NODE:-19000} DURATION=${DURATION:-30s} RATE=${RATE:-1}
 else
 	NODES=${NODES:-2} PER_NODE=${PER_NODE:-1000} DURATION=${DURATION:-3s} RATE=${RATE:-10}
 fi
@@ -103,6 +103,29 @@ descendants() {
 	done
 }
 
+# metric prints the sum of a metric's series on the node at port $1; a
+# loaded node may be slow to answer: three tries of 20 s.
+metric() {
+	local out
+	for _ in 1 2 3; do
+		if out=$(curl -fs --max-time 20 "http://127.0.0.1:$1/metrics"); then
+			awk -v m="$2" '$1 ~ "^" m "({|$)" { s += $2 } END { printf "%d", s }' <<<"$out"
+			return
+		fi
+	done
+	return 1
+}
+
+# metric_sum prints the sum of a metric's series over every node, or "?"
+# when a node does not answer.
+metric_sum() {
+	local port sum=0 n
+	for port in "${PORTS[@]}"; do
+		n=$(metric "$port" "$1") || { echo "?"; return; }
+		sum=$((sum + n))
+	done
+	echo "$sum"
+}
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
 # field prints a number of the bench's JSON line.
@@ -155,11 +178,9 @@ for ((t = 0; ; t++)); do
 	sleep 0.1
 done
 sleep 1
-UP=0 GW_RSS=0 PER_NODE_RSS=()
-for i in "${!NODE_PIDS[@]}"; do
-	n=$(curl -fs --max-time 5 "http://127.0.0.1:${PORTS[i]}/metrics" | awk '/^subgate_connections\{/ { s += $2 } END { print s + 0 }')
-	UP=$((UP + n))
-	k=$(rss_kib "${NODE_PIDS[i]}")
+GW_RSS=0 PER_NODE_RSS=()
+for pid in "${NODE_PIDS[@]}"; do
+	k=$(rss_kib "$pid")
 	GW_RSS=$((GW_RSS + k))
 	PER_NODE_RSS+=("$(mib "$k")")
 done
@@ -168,24 +189,17 @@ CLIENT_RSS=0
 for pid in $(descendants "$BENCH_PID"); do
 	CLIENT_RSS=$((CLIENT_RSS + $(rss_kib "$pid" 2>/dev/null || echo 0)))
 done
+UP=$(metric_sum subgate_connections) # after the RSS: the nodes may be slow to answer
 
 BENCH_RC=0
 wait "$BENCH_PID" || BENCH_RC=$?
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 [[ -s $WORK/bench.json ]] || die "the bench printed no result (exit $BENCH_RC)"
-# metric_sum prints the sum of a metric's series over every node.
-metric_sum() {
-	local port sum=0 n
-	for port in "${PORTS[@]}"; do
-		n=$(curl -fs --max-time 5 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 ~ "^" m "({|$)" { s += $2 } END { printf "%d", s }')
-		sum=$((sum + n))
-	done
-	echo "$sum"
-}
 PUSHED=$(metric_sum subgate_pushes_sent_total)
 DROPPED=$(metric_sum subgate_pushes_dropped_total)
 SLOW_CLOSED=$(metric_sum subgate_slow_consumer_disconnects_total)
-SLOW=$(curl -fs --max-time 5 "http://127.0.0.1:$NATS_MON/varz" | grep -o '"slow_consumers": *[0-9]*' | grep -o '[0-9]*$' || echo "?")
+SLOW=$(curl -fs --max-time 20 "http://127.0.0.1:$NATS_MON/varz" | grep -o '"slow_consumers": *[0-9]*' | grep -o '[0-9]*$' || echo "?")
+HUB_WARNINGS=$(cat "$WORK"/node*.log | grep -c 'level=\(WARN\|ERROR\)' || true)
 
 CONNS=$(field conns) SENT=$(field sent) EXPECTED=$(field expected) OPS=$(field ops) LOST=$(field lost) ERRORS=$(field errors)
 ms() { awk -v u="$(field "$1")" 'BEGIN { printf "%.1f", u / 1000 }'; }
@@ -195,13 +209,14 @@ cat <<EOF
 machine:      $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(go env GOVERSION); load average $LOAD_BEFORE before, $LOAD_AFTER after
 command:      SUBGATE_SCALE=${SUBGATE_SCALE:-0} bench/cluster/run.sh
 bench:        subgate bench -scenario broadcast -proto all -subs $SUBS -senders $SENDERS -rate $RATE -duration $DURATION -procs $PROCS -source-ips $SOURCE_IPS -dial-rate $DIAL_RATE -url <$NODES nodes>
-connections:  $CONNS dialed, $UP open on the nodes at the sample (subgate_connections summed)
+connections:  $CONNS dialed, $UP open on the nodes at the sample (subgate_connections summed, read after the RSS)
 broadcasts:   $SENT sent; deliveries expected $EXPECTED, received $OPS, lost $LOST; errors $ERRORS
 deliveries/s: $(field ops_per_s | cut -d. -f1)
 latency:      p50 $(ms p50_us) ms, p99 $(ms p99_us) ms, max $(ms max_us) ms (send to delivery)
 RSS gateways: $(mib "$GW_RSS") MiB in all ($(awk -v k="$GW_RSS" -v n="$UP" 'BEGIN { printf "%.1f", (n ? k / n : 0) }') KiB per connection); per node: ${PER_NODE_RSS[*]} MiB
 nodes:        $PUSHED pushes queued to connections (warmup included), $DROPPED dropped, $SLOW_CLOSED slow consumers closed
 RSS nats:     $(mib "$NATS_RSS") MiB (slow consumers: $SLOW)
+node log:     $HUB_WARNINGS warnings and errors$( ((HUB_WARNINGS == 0)) || { echo ", the first ones:"; cat "$WORK"/node*.log | grep 'level=\(WARN\|ERROR\)' | head -n 5 | cut -c1-200; })
 RSS clients:  $(mib "$CLIENT_RSS") MiB ($PROCS bench processes)
 EOF
 if ((BENCH_RC != 0)) || [[ $ERRORS != 0 || $LOST != 0 || $CONNS != "$SUBS" || $UP != "$SUBS" || $SENT == 0 ]]; then
