@@ -10,7 +10,8 @@
 #   SUBGATE_SCALE=1 bench/cluster/run.sh   # the full run: 5 nodes x 19,000
 #   bench/cluster/run.sh                   # the short version (.ci/run)
 #
-# Settings (environment): NODES, PER_NODE, DURATION (measured window),
+# Settings (environment): NODES, PER_NODE, DURATION (measured window, in
+# seconds: 40s),
 # RATE (broadcasts per second, an open loop), SENDERS, DIAL_RATE
 # (handshakes per second while ramping up), PER_PROC (most connections one
 # client process holds), SOURCE_IPS. Everything runs on 127.0.0.1; only the
@@ -19,12 +20,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [[ "${SUBGATE_SCALE:-}" == 1 ]]; then
-	NODES=${NODES:-5} PER_NODE=${PER_NODE:-19000} DURATION=${DURATION:-30s} RATE=${RATE:-1}
+	NODES=${NODES:-5} PER_NODE=${PER_NODE:-19000} DURATION=${DURATION:-40s} RATE=${RATE:-0.25}
 else
 	NODES=${NODES:-2} PER_NODE=${PER_NODE:-1000} DURATION=${DURATION:-3s} RATE=${RATE:-10}
 fi
 SENDERS=${SENDERS:-1}
-DIAL_RATE=${DIAL_RATE:-3000}
+DIAL_RATE=${DIAL_RATE:-2000}
 PER_PROC=${PER_PROC:-19000} # below the 20,000 open files of one process
 SUBS=$((NODES * PER_NODE))
 PROCS=$(((SUBS + PER_PROC - 1) / PER_PROC))
@@ -163,7 +164,7 @@ echo "== $NODES nodes ready on ports ${PORTS[*]}, nats-server on $NATS_PORT"
 BENCH_ARGS=(-url "$URLS" -scenario broadcast -proto all -subs "$SUBS" -senders "$SENDERS"
 	-rate "$RATE" -duration "$DURATION" -procs "$PROCS" -source-ips "$SOURCE_IPS" -dial-rate "$DIAL_RATE")
 RAMP=$((SUBS / DIAL_RATE + 60))
-timeout --kill-after=10s $((RAMP + 120)) "$BIN/subgate" bench "${BENCH_ARGS[@]}" -json -marks \
+timeout --kill-after=10s $((RAMP + ${DURATION%s} + 240)) "$BIN/subgate" bench "${BENCH_ARGS[@]}" -json -marks \
 	>"$WORK/bench.json" 2>"$WORK/bench.err" &
 BENCH_PID=$!
 PIDS+=("$BENCH_PID")

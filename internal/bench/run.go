@@ -150,7 +150,7 @@ func (r *run) dialOne(ctx context.Context, g, p int, onText func(string)) (timed
 func (r *run) closeAll(conns []conn, g func(int) int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(dialWorkers, len(conns)) {
+	for range min(closeWorkers, len(conns)) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(conns); i = int(next.Add(1) - 1) {
 				c := conns[i]
