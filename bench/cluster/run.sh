@@ -93,6 +93,17 @@ await_ok() {
 	die "$1 did not answer 200 within 30 s"
 }
 
+# cpu_ticks prints the CPU time (user and system, in clock ticks) of the
+# processes given, or "?" when one has ended.
+cpu_ticks() {
+	local pid sum=0 n
+	for pid in "$@"; do
+		n=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || { echo "?"; return; }
+		sum=$((sum + n))
+	done
+	echo "$sum"
+}
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # descendants prints the PIDs of every process below $1.
@@ -178,6 +189,10 @@ for ((t = 0; ; t++)); do
 	((t < RAMP * 10)) || die "connections not up within ${RAMP}s"
 	sleep 0.1
 done
+T0=$(date +%s.%N)
+CLIENT_PIDS=$(descendants "$BENCH_PID")
+# shellcheck disable=SC2086 # a list of PIDs
+CPU0=("$(cpu_ticks "${NODE_PIDS[@]}")" "$(cpu_ticks $CLIENT_PIDS)" "$(cpu_ticks "$NATS_PID")")
 sleep 1
 GW_RSS=0 PER_NODE_RSS=()
 for pid in "${NODE_PIDS[@]}"; do
@@ -187,10 +202,22 @@ for pid in "${NODE_PIDS[@]}"; do
 done
 NATS_RSS=$(rss_kib "$NATS_PID")
 CLIENT_RSS=0
-for pid in $(descendants "$BENCH_PID"); do
+for pid in $CLIENT_PIDS; do
 	CLIENT_RSS=$((CLIENT_RSS + $(rss_kib "$pid" 2>/dev/null || echo 0)))
 done
 UP=$(metric_sum subgate_connections) # after the RSS: the nodes may be slow to answer
+for ((t = 0; ; t++)); do # the CPU time of the window: until every process ends it
+	(($(grep -c "window end" "$WORK/bench.err" || true) >= PROCS)) && break
+	kill -0 "$BENCH_PID" 2>/dev/null || break
+	((t < (${DURATION%s} + 60) * 10)) || die "the window did not end within ${DURATION%s} s + 60 s"
+	sleep 0.1
+done
+# shellcheck disable=SC2086
+CPU1=("$(cpu_ticks "${NODE_PIDS[@]}")" "$(cpu_ticks $CLIENT_PIDS)" "$(cpu_ticks "$NATS_PID")")
+WALL=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+HZ=$(getconf CLK_TCK)
+cpu_s() { awk -v a="$1" -v b="$2" -v hz="$HZ" 'BEGIN { if (a == "?" || b == "?") print "?"; else printf "%.1f", (b - a) / hz }'; }
+CPU_LINE="gateways $(cpu_s "${CPU0[0]}" "${CPU1[0]}") s, clients $(cpu_s "${CPU0[1]}" "${CPU1[1]}") s, nats-server $(cpu_s "${CPU0[2]}" "${CPU1[2]}") s in $WALL s of the window ($(nproc) cores)"
 
 BENCH_RC=0
 wait "$BENCH_PID" || BENCH_RC=$?
@@ -214,6 +241,7 @@ connections:  $CONNS dialed, $UP open on the nodes at the sample (subgate_connec
 broadcasts:   $SENT sent; deliveries expected $EXPECTED, received $OPS, lost $LOST; errors $ERRORS
 deliveries/s: $(field ops_per_s | cut -d. -f1)
 latency:      p50 $(ms p50_us) ms, p99 $(ms p99_us) ms, max $(ms max_us) ms (send to delivery)
+CPU:          $CPU_LINE
 RSS gateways: $(mib "$GW_RSS") MiB in all ($(awk -v k="$GW_RSS" -v n="$UP" 'BEGIN { printf "%.1f", (n ? k / n : 0) }') KiB per connection); per node: ${PER_NODE_RSS[*]} MiB
 nodes:        $PUSHED pushes queued to connections (warmup included), $DROPPED dropped, $SLOW_CLOSED slow consumers closed
 RSS nats:     $(mib "$NATS_RSS") MiB (slow consumers: $SLOW)
