@@ -14,7 +14,8 @@
 # seconds: 40s),
 # RATE (broadcasts per second, an open loop), SENDERS, DIAL_RATE
 # (handshakes per second while ramping up), PER_PROC (most connections one
-# client process holds), SOURCE_IPS. Everything runs on 127.0.0.1; only the
+# client process holds), SOURCE_IPS, PROFILE (a file: the first node's CPU
+# profile over the first 20 s of the window is written there). Everything runs on 127.0.0.1; only the
 # processes started here are stopped, on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -157,9 +158,13 @@ PIDS+=("$NATS_PID")
 await_ok "http://127.0.0.1:$NATS_MON/healthz"
 
 PORTS=() NODE_PIDS=() URLS=""
+PPROF_ADDR=""
+[[ -z ${PROFILE:-} ]] || PPROF_ADDR=127.0.0.1:$(free_port)
 for i in $(seq 0 $((NODES - 1))); do
 	port=$(free_port)
-	"$BIN/subgate" serve -addr "127.0.0.1:$port" -nats "nats://127.0.0.1:$NATS_PORT" \
+	PPROF=()
+	[[ $i != 0 || -z $PPROF_ADDR ]] || PPROF=(-pprof-addr "$PPROF_ADDR")
+	"$BIN/subgate" serve "${PPROF[@]}" -addr "127.0.0.1:$port" -nats "nats://127.0.0.1:$NATS_PORT" \
 		-max-conns $((PER_NODE + 64)) -max-conns-per-ip $((PER_NODE + 64)) -rate inf \
 		-log-level warn >"$WORK/node$i.log" 2>&1 &
 	PIDS+=("$!")
@@ -189,6 +194,10 @@ for ((t = 0; ; t++)); do
 	((t < RAMP * 10)) || die "connections not up within ${RAMP}s"
 	sleep 0.1
 done
+if [[ -n ${PROFILE:-} ]]; then
+	curl -fs --max-time 60 -o "$PROFILE" "http://$PPROF_ADDR/debug/pprof/profile?seconds=20" &
+	PIDS+=("$!")
+fi
 T0=$(date +%s.%N)
 CLIENT_PIDS=$(descendants "$BENCH_PID")
 # shellcheck disable=SC2086 # a list of PIDs
