@@ -15,7 +15,8 @@
 # RATE (broadcasts per second, an open loop), SENDERS, DIAL_RATE
 # (handshakes per second while ramping up), PER_PROC (most connections one
 # client process holds), SOURCE_IPS, PROFILE (a file: the first node's CPU
-# profile over the first 20 s of the window is written there). Everything runs on 127.0.0.1; only the
+# profile over the first 20 s of the window is written there), LOG_LEVEL
+# of the nodes (warn), LOGS (a directory the logs are copied to at exit). Everything runs on 127.0.0.1; only the
 # processes started here are stopped, on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -57,6 +58,7 @@ cleanup() {
 			[[ -f $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
 		done
 	fi
+	[[ -z ${LOGS:-} ]] || { mkdir -p "$LOGS" && cp "$WORK"/*.log "$WORK"/bench.* "$LOGS"/ 2>/dev/null || true; }
 	rm -rf "$WORK"
 	exit "$rc"
 }
@@ -103,6 +105,14 @@ cpu_ticks() {
 		sum=$((sum + n))
 	done
 	echo "$sum"
+}
+
+# marks counts the bench's lines "$1" so far.
+marks() {
+	local n
+	[[ -f $WORK/bench.err ]] || die "$WORK/bench.err is gone (removed by someone else?)"
+	n=$(grep -c "$1" "$WORK/bench.err" || true)
+	echo "${n:-0}"
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -166,7 +176,7 @@ for i in $(seq 0 $((NODES - 1))); do
 	[[ $i != 0 || -z $PPROF_ADDR ]] || PPROF=(-pprof-addr "$PPROF_ADDR")
 	"$BIN/subgate" serve "${PPROF[@]}" -addr "127.0.0.1:$port" -nats "nats://127.0.0.1:$NATS_PORT" \
 		-max-conns $((PER_NODE + 64)) -max-conns-per-ip $((PER_NODE + 64)) -rate inf \
-		-log-level warn >"$WORK/node$i.log" 2>&1 &
+		-log-level "${LOG_LEVEL:-warn}" >"$WORK/node$i.log" 2>&1 &
 	PIDS+=("$!")
 	NODE_PIDS+=("$!")
 	PORTS+=("$port")
@@ -189,7 +199,7 @@ echo "== subgate bench ${BENCH_ARGS[*]}"
 # Every client process prints "window start" once its share is up and all
 # the others are too; the sample is taken a little into the window.
 for ((t = 0; ; t++)); do
-	(($(grep -c "window start" "$WORK/bench.err" || true) >= PROCS)) && break
+	(($(marks "window start") >= PROCS)) && break
 	kill -0 "$BENCH_PID" 2>/dev/null || die "the bench ended before its window"
 	((t < RAMP * 10)) || die "connections not up within ${RAMP}s"
 	sleep 0.1
@@ -216,7 +226,7 @@ for pid in $CLIENT_PIDS; do
 done
 UP=$(metric_sum subgate_connections) # after the RSS: the nodes may be slow to answer
 for ((t = 0; ; t++)); do # the CPU time of the window: until every process ends it
-	(($(grep -c "window end" "$WORK/bench.err" || true) >= PROCS)) && break
+	(($(marks "window end") >= PROCS)) && break
 	kill -0 "$BENCH_PID" 2>/dev/null || break
 	((t < (${DURATION%s} + 60) * 10)) || die "the window did not end within ${DURATION%s} s + 60 s"
 	sleep 0.1
