@@ -37,7 +37,7 @@ PROCS=$(((SUBS + PER_PROC - 1) / PER_PROC))
 SOURCE_IPS=${SOURCE_IPS:-$(((SUBS + 4999) / 5000))}
 ulimit -n "$(ulimit -Hn)" # inherited by every process started here
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/subgate-cluster.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cluster-scale-run.XXXXXX")
 PIDS=() # every process started here, stopped in reverse order on exit
 
 cleanup() {
@@ -110,7 +110,7 @@ cpu_ticks() {
 # marks counts the bench's lines "$1" so far.
 marks() {
 	local n
-	[[ -f $WORK/bench.err ]] || die "$WORK/bench.err is gone (removed by someone else?)"
+	[[ -f $WORK/bench.err ]] || { ls -la "$WORK" >&2; die "$WORK/bench.err is gone (removed by someone else?)"; }
 	n=$(grep -c "$1" "$WORK/bench.err" || true)
 	echo "${n:-0}"
 }
