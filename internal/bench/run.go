@@ -168,6 +168,13 @@ func (r *run) closeAll(conns []conn, g func(int) int) {
 	wg.Wait()
 }
 
+// closer returns closeAll of conns as a function that runs once: a run
+// calls it before taking its result, so that the connections found
+// dropped count as errors, and defers it for the paths that return early.
+func (r *run) closer(conns []conn, g func(int) int) func() {
+	return sync.OnceFunc(func() { r.closeAll(conns, g) })
+}
+
 // ready waits for the other processes of -procs, if any.
 func (r *run) ready() error {
 	if r.cfg.Sync == nil {
