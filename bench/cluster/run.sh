@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [[ "${SUBGATE_SCALE:-}" == 1 ]]; then
-	NODES=${NODES:-5} PER_NODE=${PER_NODE:-19000} DURATION=${DURATION:-40s} RATE=${RATE:-0.25}
+	NODES=${NODES:-5} PER_NODE=${PER_NODE:-19000} DURATION=${DURATION:-60s} RATE=${RATE:-0.1}
 else
 	NODES=${NODES:-2} PER_NODE=${PER_NODE:-1000} DURATION=${DURATION:-3s} RATE=${RATE:-10}
 fi
