@@ -10,14 +10,14 @@
 #   SUBGATE_SCALE=1 bench/cluster/run.sh   # the full run: 5 nodes x 19,000
 #   bench/cluster/run.sh                   # the short version (.ci/run)
 #
-# Settings (environment): NODES, PER_NODE, DURATION (measured window, in
-# seconds: 40s),
-# RATE (broadcasts per second, an open loop), SENDERS, DIAL_RATE
-# (handshakes per second while ramping up), PER_PROC (most connections one
-# client process holds), SOURCE_IPS, PROFILE (a file: the first node's CPU
-# profile over the first 20 s of the window is written there), LOG_LEVEL
-# of the nodes (warn), LOGS (a directory the logs are copied to at exit). Everything runs on 127.0.0.1; only the
-# processes started here are stopped, on any exit.
+# Settings (environment): NODES, PER_NODE, DURATION (the measured window,
+# in seconds: 60s), RATE (broadcasts per second, an open loop), SENDERS,
+# DIAL_RATE (handshakes per second while ramping up), PER_PROC (most
+# connections one client process holds), SOURCE_IPS, PROFILE (a file: the
+# first node's CPU profile over the first 20 s of the window is written
+# there), LOG_LEVEL of the nodes (warn), LOGS (a directory the logs are
+# copied to at exit). Everything runs on 127.0.0.1; only the processes
+# started here are stopped, on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -36,6 +36,16 @@ PROCS=$(((SUBS + PER_PROC - 1) / PER_PROC))
 # 5,000 connections per address leave room for sockets still in TIME_WAIT.
 SOURCE_IPS=${SOURCE_IPS:-$(((SUBS + 4999) / 5000))}
 ulimit -n "$(ulimit -Hn)" # inherited by every process started here
+FILES=$(ulimit -n)
+if [[ $FILES != unlimited ]] && ((FILES < PER_NODE + 100 || FILES < PER_PROC + 100)); then
+	echo "cluster run: $FILES open files per process is too few for $PER_NODE connections per node and $PER_PROC per client process (+100)" >&2
+	exit 1
+fi
+read -r PORT_LO PORT_HI </proc/sys/net/ipv4/ip_local_port_range
+if (((SUBS + SOURCE_IPS - 1) / SOURCE_IPS > PORT_HI - PORT_LO + 1)); then
+	echo "cluster run: $SUBS connections from $SOURCE_IPS source addresses need more than the $((PORT_HI - PORT_LO + 1)) ephemeral ports of each" >&2
+	exit 1
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cluster-scale-run.XXXXXX")
 PIDS=() # every process started here, stopped in reverse order on exit
