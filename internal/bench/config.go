@@ -196,7 +196,7 @@ func or[T comparable](v, def T) T {
 // checkURL accepts one or more comma-separated ws:// or wss:// URLs with a
 // host, loopback unless AllowRemote, and sets c.bases.
 func (c *Config) checkURL() error {
-	c.bases = c.bases[:0]
+	c.bases = nil // a fresh slice: a Config is copied by value
 	for one := range strings.SplitSeq(c.URL, ",") {
 		base, err := c.checkOneURL(strings.TrimSpace(one))
 		if err != nil {
