@@ -35,6 +35,13 @@ const DefaultMaxMessageSize = 16 << 20
 // frame before it drops the TCP connection.
 const closeWait = time.Second
 
+// pongWait bounds writing the answer to a server's ping. A pong that
+// cannot be written for this long means a stuck socket (the gateway's
+// write timeout is 10 s too); with a second, as closeWait, a client in a
+// starved process dropped healthy connections (3 of 95,000 in the cluster
+// scale run, BENCHMARKS.md).
+const pongWait = 10 * time.Second
+
 // maxErrorBody bounds how much of a refused handshake's body is kept.
 const maxErrorBody = 4 << 10
 
@@ -667,7 +674,11 @@ func (c *Client) control(hdr ws.Header, r io.Reader) error {
 	if _, err := io.ReadFull(r, p); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	wait := closeWait
+	if hdr.OpCode == ws.OpPing {
+		wait = pongWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	switch hdr.OpCode {
 	case ws.OpPing:

@@ -589,6 +589,47 @@ func TestPingAndFragments(t *testing.T) {
 	})
 }
 
+// slowPongConn holds each pong for delay before writing it, as a client
+// in a starved process is late to write it.
+type slowPongConn struct {
+	net.Conn
+	delay time.Duration
+}
+
+func (c slowPongConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && p[0] == 0x80|byte(ws.OpPong) {
+		<-time.After(c.delay) // the late writer under test, not synchronisation
+	}
+	return c.Conn.Write(p)
+}
+
+// TestSlowPongKeepsConnection: a pong written 1.5 s after its ping (more
+// than closeWait) is still written, and the connection still serves calls.
+func TestSlowPongKeepsConnection(t *testing.T) {
+	forEach(t, func(t *testing.T, s *fakeServer) {
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			return slowPongConn{nc, 1500 * time.Millisecond}, err
+		}
+		c, sc := s.dial(t, Options{NetDial: dial})
+		if err := ws.WriteFrame(sc.conn, ws.NewPingFrame([]byte("abc"))); err != nil {
+			t.Fatal(err)
+		}
+		f, err := ws.ReadFrame(sc.conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f = ws.UnmaskFrameInPlace(f); f.Header.OpCode != ws.OpPong || string(f.Payload) != "abc" {
+			t.Fatalf("got %v %q, want pong abc", f.Header.OpCode, f.Payload)
+		}
+		done := goCall(c, testContext(t), chat.MethodPing, &chat.PingParams{}, nil)
+		sc.result(sc.read().ID, &chat.PingResult{Status: "ok"})
+		if err := <-done; err != nil || c.Err() != nil {
+			t.Fatalf("call after the slow pong: %v (connection: %v)", err, c.Err())
+		}
+	})
+}
+
 func TestWrongFrameType(t *testing.T) {
 	forEach(t, func(t *testing.T, s *fakeServer) {
 		c, sc := s.dial(t, Options{})

@@ -50,7 +50,7 @@ func parseBench(args []string, stdout io.Writer) (*benchFlags, error) {
 	f := &benchFlags{}
 	c := &f.cfg
 	d := bench.Defaults
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080", "the gateway's base URL ws://HOST:PORT (the harness adds /ws/{id} or /connection/websocket)")
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080", "the gateway's base URL ws://HOST:PORT (the harness adds /ws/{id} or /connection/websocket); several comma-separated load a cluster: connections go round-robin over them")
 	fs.StringVar(&c.Target, "target", d.Target, "server kind: "+strings.Join(bench.Targets, ", "))
 	fs.StringVar(&c.Proto, "proto", d.Proto, "encoding: json-rpc, msgpack, binary-raw or all (a third each); peers other than subgate speak json")
 	fs.StringVar(&c.Scenario, "scenario", d.Scenario, strings.Join(bench.Scenarios, ", "))

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 
 	"github.com/subgate/subgate/gateway"
+	"github.com/subgate/subgate/internal/testutil"
 )
 
 func benchRun(args ...string) (code int, stdout, stderr string) {
@@ -80,7 +82,8 @@ func TestBenchJSON(t *testing.T) {
 // TestBenchProcs runs two child processes (this test binary re-executed as
 // subgate) and checks the merged line: an open loop of 400 ops/s for half
 // a second is 100 ops in each child and exactly 200 in all; a broadcast's
-// deliveries are accounted across the processes; idle holds the
+// deliveries are accounted across the processes, and so is an open loop's
+// rate, wherever the senders are; idle holds the
 // connections of both.
 func TestBenchProcs(t *testing.T) {
 	t.Setenv("SUBGATE_TEST_MAIN", "1")
@@ -96,9 +99,43 @@ func TestBenchProcs(t *testing.T) {
 	if m["lost"] != 0.0 || m["ops"] != m["expected"] || m["expected"] != m["sent"].(float64)*10 || m["sent"] == 0.0 {
 		t.Errorf("merged broadcast: %v", m)
 	}
+	// -rate is shared in proportion to the senders each child holds: the
+	// one sender is in the first child, and the 3 rooms' senders are 2
+	// and 1; either way the run sends exactly rate x duration messages.
+	for _, a := range [][]string{{"broadcast", "-subs", "4", "-senders", "1"}, {"room", "-rooms", "3", "-subs", "2"}} {
+		m = benchJSON(t, append([]string{"-procs", "2", "-url", url, "-rate", "30", "-duration", "500ms", "-scenario"}, a...)...)
+		if m["sent"] != 15.0 || m["rate"] != 30.0 || m["lost"] != 0.0 {
+			t.Errorf("merged %s at 30/s for 0.5 s: %v", a[0], m)
+		}
+	}
 	m = benchJSON(t, "-procs", "2", "-url", url, "-scenario", "idle", "-conns", "11", "-hold", "10ms")
 	if m["ops"] != 11.0 || m["conns"] != 11.0 {
 		t.Errorf("merged idle: %v", m)
+	}
+}
+
+// TestBenchProcsCluster loads two gateways sharing one hub (a cluster in
+// one process) from two child processes: each node accepts its share of
+// the connections in every encoding (round-robin, one of each encoding at
+// a time: node 0 gets connections 0-2 and 6-8, node 1 gets 3-5 and 9), and
+// every broadcast reaches the subscribers of both nodes.
+func TestBenchProcsCluster(t *testing.T) {
+	t.Setenv("SUBGATE_TEST_MAIN", "1")
+	hub := gateway.NewMemoryHub(gateway.HubLimits{})
+	_, a := testGateway(t, gateway.Config{RateLimit: math.Inf(1), Hub: hub})
+	_, b := testGateway(t, gateway.Config{RateLimit: math.Inf(1), Hub: hub})
+	m := benchJSON(t, "-procs", "2", "-url", a+","+b, "-scenario", "broadcast", "-subs", "10", "-senders", "2", "-proto", "all", "-duration", "300ms")
+	if m["lost"] != 0.0 || m["ops"] != m["expected"] || m["expected"] != m["sent"].(float64)*10 || m["sent"] == 0.0 {
+		t.Errorf("merged broadcast: %v", m)
+	}
+	for url, want := range map[string][3]int{a: {2, 2, 2}, b: {2, 1, 1}} {
+		got := string(testutil.GetOK(t, "http"+strings.TrimPrefix(url, "ws")+"/metrics"))
+		for i, p := range []string{"json-rpc", "msgpack", "binary-raw"} {
+			line := fmt.Sprintf("subgate_handshakes_accepted_total{protocol=%q} %d\n", p, want[i])
+			if !strings.Contains(got, line) {
+				t.Errorf("%s: no %q in /metrics", url, line)
+			}
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,6 +222,9 @@ func TestRefusals(t *testing.T) {
 		{Config{URL: "ws://127.0.0.1:1", Subs: 2, Senders: 3, Scenario: "broadcast"}, "senders"},
 		{Config{URL: "http://127.0.0.1:1"}, "want ws://"},
 		{Config{URL: "ws://127.0.0.1:1/ws/x"}, "base only"},
+		{Config{URL: "ws://127.0.0.1:1,http://127.0.0.1:2"}, "want ws://"},
+		{Config{URL: "ws://127.0.0.1:1,"}, "want ws://"},
+		{Config{URL: "ws://127.0.0.1:1,ws://10.1.2.3:8080"}, "not loopback"},
 		{Config{URL: "ws://127.0.0.1:1", Token: "nope"}, "not a JWT"},
 		{Config{URL: "ws://127.0.0.1:1", Token: "x.eyJzdWIiOiJhIn0.y", Scenario: "room"}, "room needs distinct ids"},
 	} {
@@ -265,5 +269,29 @@ func TestMerge(t *testing.T) {
 	}
 	if m.Hist != "" {
 		t.Errorf("merged result keeps a histogram")
+	}
+}
+
+// TestDroppedConnectionsCount has the server drop every connection in the
+// middle of the measured window: each one's call in flight fails and the
+// connection is counted as dropped, both in the result (not after it).
+func TestDroppedConnectionsCount(t *testing.T) {
+	start := time.Now()
+	var once sync.Once
+	var s *fakeServer
+	s = startPeer(t, false, func(int64) time.Duration {
+		if time.Since(start) > 150*time.Millisecond {
+			once.Do(func() { s.each(func(c *fakeConn) { c.nc.Close() }) })
+		}
+		return 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Run(ctx, short(Config{URL: s.url(), Target: "naive", Scenario: "ping", Conns: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 4 || res.FirstError == "" {
+		t.Errorf("%d errors (first: %q), want 4: a failed ping and a dropped connection each", res.Errors, res.FirstError)
 	}
 }

@@ -31,12 +31,20 @@ var targetScenarios = map[string][]string{
 
 // Fixed bounds of a run, beyond -duration.
 const (
-	callTimeout  = 10 * time.Second // one call, publish or handshake
-	drainTimeout = 10 * time.Second // deliveries still in flight after the senders stop
-	rampSlack    = 30 * time.Second // dialing all connections: n/DialRate plus this
-	dialWorkers  = 64               // concurrent handshakes while ramping up
-	idBase       = 100000           // client ids are numeric (the seed app requires it)
+	callTimeout = 10 * time.Second // one call, publish or handshake
+	rampSlack   = 30 * time.Second // dialing all connections: n/DialRate plus this
+	dialWorkers = 64               // concurrent handshakes while ramping up
+	// closeWorkers close connections at once at the end of a run: a close
+	// waits (up to a second) for the server's close frame, which comes
+	// after the pushes still queued to the connection, so 64 at a time
+	// took minutes for 19,000 connections of a loaded cluster.
+	closeWorkers = 1024
+	idBase       = 100000 // client ids are numeric (the seed app requires it)
 )
+
+// drainTimeout bounds the wait for deliveries still in flight after the
+// senders stop. A variable so that a test expecting losses waits less.
+var drainTimeout = 10 * time.Second
 
 // ErrRemote refuses a URL whose host is not loopback.
 var ErrRemote = errors.New("bench: the URL is not loopback; pass -allow-remote to load a remote gateway")
@@ -44,7 +52,10 @@ var ErrRemote = errors.New("bench: the URL is not loopback; pass -allow-remote t
 // Config describes one run. Zero values of the numeric fields mean the
 // defaults of Defaults.
 type Config struct {
-	URL      string // ws://HOST:PORT (the run adds /ws/{id} or /connection/websocket)
+	// URL is ws://HOST:PORT (the run adds /ws/{id} or
+	// /connection/websocket), or several comma-separated: the nodes of a
+	// cluster, loaded together (see Config.node).
+	URL      string
 	Target   string // subgate, naive, seed or centrifugo
 	Proto    string // json-rpc, msgpack, binary-raw or all
 	Scenario string
@@ -82,6 +93,8 @@ type Config struct {
 	RunID string
 	// Sync coordinates the children of -procs; nil for a single process.
 	Sync Sync
+
+	bases []string // URL split at commas, each without a trailing slash (set by fill)
 }
 
 // Defaults are the values used for zero fields.
@@ -180,20 +193,40 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// checkURL accepts ws:// or wss:// with a host, loopback unless AllowRemote.
+// checkURL accepts one or more comma-separated ws:// or wss:// URLs with a
+// host, loopback unless AllowRemote, and sets c.bases.
 func (c *Config) checkURL() error {
-	u, err := url.Parse(c.URL)
+	c.bases = nil // a fresh slice: a Config is copied by value
+	for one := range strings.SplitSeq(c.URL, ",") {
+		base, err := c.checkOneURL(strings.TrimSpace(one))
+		if err != nil {
+			return err
+		}
+		c.bases = append(c.bases, base)
+	}
+	return nil
+}
+
+func (c *Config) checkOneURL(s string) (string, error) {
+	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		return fmt.Errorf("bench: -url %q: want ws://HOST:PORT", c.URL)
+		return "", fmt.Errorf("bench: -url %q: want ws://HOST:PORT", s)
 	}
 	if u.Path != "" && u.Path != "/" {
-		return fmt.Errorf("bench: -url %q: give the base only (the run adds /ws/{id})", c.URL)
+		return "", fmt.Errorf("bench: -url %q: give the base only (the run adds /ws/{id})", s)
 	}
-	if c.AllowRemote || isLoopback(u.Hostname()) {
-		return nil
+	if !c.AllowRemote && !isLoopback(u.Hostname()) {
+		return "", fmt.Errorf("%w (%s)", ErrRemote, u.Host)
 	}
-	return fmt.Errorf("%w (%s)", ErrRemote, u.Host)
+	return strings.TrimSuffix(s, "/"), nil
 }
+
+// node is the index in c.bases of the node that run-wide connection g
+// dials: round-robin over the nodes, one connection of each encoding at a
+// time (encodings go round-robin by g too, see run.proto), so that every
+// node gets every encoding whatever the number of nodes. Every process of
+// -procs computes it from g alike.
+func (c *Config) node(g int) int { return g / len(c.protos()) % len(c.bases) }
 
 func isLoopback(host string) bool {
 	if host == "localhost" {

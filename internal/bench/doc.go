@@ -7,8 +7,11 @@
 //
 // Connections are dialed by a small pool of goroutines, paced by a token
 // bucket (Config.DialRate) so that thousands of handshakes do not overflow
-// the server's accept backlog. Each load-generating slot then runs on a
-// goroutine of its own: one per connection for ping, Config.Inflight per
+// the server's accept backlog. Config.URL may name several gateways (the
+// nodes of a cluster): connection g dials node g/E mod N (E encodings in
+// use, N nodes), so that the nodes share the connections and each gets
+// every encoding; children of -procs compute it from g alike. Each
+// load-generating slot then runs on a goroutine of its own: one per connection for ping, Config.Inflight per
 // connection for pipeline (the client is safe for concurrent calls, so that
 // many calls are outstanding on the connection), one per sender for
 // broadcast and room, one per dialer for connect. Subgate, naive and seed

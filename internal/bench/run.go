@@ -150,7 +150,7 @@ func (r *run) dialOne(ctx context.Context, g, p int, onText func(string)) (timed
 func (r *run) closeAll(conns []conn, g func(int) int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(dialWorkers, len(conns)) {
+	for range min(closeWorkers, len(conns)) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(conns); i = int(next.Add(1) - 1) {
 				c := conns[i]
@@ -166,6 +166,13 @@ func (r *run) closeAll(conns []conn, g func(int) int) {
 		})
 	}
 	wg.Wait()
+}
+
+// closer returns closeAll of conns as a function that runs once: a run
+// calls it before taking its result, so that the connections found
+// dropped count as errors, and defers it for the paths that return early.
+func (r *run) closer(conns []conn, g func(int) int) func() {
+	return sync.OnceFunc(func() { r.closeAll(conns, g) })
 }
 
 // ready waits for the other processes of -procs, if any.
@@ -197,7 +204,21 @@ func (r *run) newSchedule() *schedule {
 		time.AfterFunc(r.cfg.Warmup, func() { fmt.Fprintln(w, "window start") })
 		time.AfterFunc(stop.Sub(now), r.markEnd)
 	}
-	return &schedule{start: now, stop: stop, perSec: r.cfg.Rate / float64(r.cfg.Shards)}
+	return &schedule{start: now, stop: stop, perSec: r.rate()}
+}
+
+// rate is this process's part of Config.Rate: in proportion to the
+// senders it holds in broadcast and room (a process of -procs may hold
+// none: with one sender, only the first does), an even share otherwise.
+func (r *run) rate() float64 {
+	c := r.cfg
+	switch c.Scenario {
+	case "broadcast":
+		return c.Rate * float64(c.share(c.Senders)) / float64(c.Senders)
+	case "room":
+		return c.Rate * float64(c.share(c.Rooms)) / float64(c.Rooms)
+	}
+	return c.Rate / float64(c.Shards)
 }
 
 // take returns the time the next operation is due (its latency is measured
@@ -234,7 +255,7 @@ func (r *run) newResult(conns int, window time.Duration, byProto map[string]*Sta
 	res := &Result{
 		Scenario: c.Scenario, Target: c.Target, Proto: c.Proto, Conns: conns,
 		Subs: c.Subs, Rooms: c.Rooms, Senders: c.Senders, Inflight: c.Inflight,
-		Rate: c.Rate / float64(c.Shards), DurationS: window.Seconds(),
+		Rate: r.rate(), DurationS: window.Seconds(),
 		FirstError: r.first,
 	}
 	if c.Target == "centrifugo" {

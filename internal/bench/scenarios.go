@@ -15,7 +15,8 @@ import (
 func (r *run) calls(ctx context.Context) (*Result, error) {
 	n := r.cfg.share(r.cfg.Conns)
 	conns := r.dialAll(ctx, n, r.cfg.global, nil, false)
-	defer r.closeAll(conns, r.cfg.global)
+	closeAll := r.closer(conns, r.cfg.global)
+	defer closeAll()
 	if err := r.ready(); err != nil {
 		return nil, err
 	}
@@ -35,6 +36,7 @@ func (r *run) calls(ctx context.Context) (*Result, error) {
 		}
 	}
 	wg.Wait()
+	closeAll()
 	return r.finishCalls(n), nil
 }
 
@@ -100,7 +102,8 @@ func (r *run) deliveries(ctx context.Context) (*Result, error) {
 	conns := r.dialAll(ctx, len(subs), g, func(i int) func(string) {
 		return func(text string) { r.delivered(subs[i], i, prefix, text) }
 	}, false)
-	defer r.closeAll(conns, g)
+	closeAll := r.closer(conns, g)
+	defer closeAll()
 	if c.Scenario == "room" {
 		r.joinAll(ctx, conns, subs)
 	}
@@ -146,6 +149,7 @@ func (r *run) deliveries(ctx context.Context) (*Result, error) {
 		}
 	}
 	r.drain(ctx, subs)
+	closeAll()
 	return r.deliveryResult(len(subs), subs, sentByProto), nil
 }
 

@@ -38,14 +38,11 @@ func (c *Config) dialer() (dialFunc, error) {
 		id = func(int) string { return url.PathEscape(sub) }
 		query = "?token=" + url.QueryEscape(c.Token)
 	}
-	base := c.URL
-	if base[len(base)-1] == '/' {
-		base = base[:len(base)-1]
-	}
+	base := func(g int) string { return c.bases[c.node(g)] }
 	netDial := c.netDial
 	if c.Target == "centrifugo" {
 		return func(ctx context.Context, g int, _ string, onText func(string)) (conn, error) {
-			return dialCentrifugo(ctx, base+"/connection/websocket", netDial(g), onText)
+			return dialCentrifugo(ctx, base(g)+"/connection/websocket", netDial(g), onText)
 		}, nil
 	}
 	return func(ctx context.Context, g int, proto string, onText func(string)) (conn, error) {
@@ -61,7 +58,7 @@ func (c *Config) dialer() (dialFunc, error) {
 				}
 			}
 		}
-		cl, err := client.Dial(ctx, base+"/ws/"+id(g)+query, opts)
+		cl, err := client.Dial(ctx, base(g)+"/ws/"+id(g)+query, opts)
 		if err != nil {
 			return nil, err
 		}
