@@ -63,6 +63,10 @@ func (h *Hub) connect(ctx context.Context) error {
 	if _, err := nc.Subscribe(h.subjProbe+"*", h.onProbe); err != nil {
 		return err
 	}
+	// Asked before the node is taken for dead (Hub.alive).
+	if _, err := nc.Subscribe(h.subjNode+h.node, func(m *nats.Msg) { m.Respond(nil) }); err != nil {
+		return err
+	}
 	w, err := h.kv.WatchAll(context.Background())
 	if err != nil {
 		return fmt.Errorf("natshub: watching presence: %w", err)

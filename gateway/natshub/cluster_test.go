@@ -517,3 +517,23 @@ func TestClusterDetachDuringOutage(t *testing.T) {
 		t.Fatalf("members: %v", mr.Members)
 	}
 }
+
+// A node too busy to refresh its lease in time, but that answers, is not
+// taken for dead: its clients keep their rooms.
+func TestClusterSlowNodeIsNotReaped(t *testing.T) {
+	ns := natstest.Start(t)
+	nodes := startCluster(t, ns, 2, clusterOpts{})
+	alice := dial(t, nodes[0], "alice", "json-rpc")
+	bob := dial(t, nodes[1], "bob", "msgpack")
+	call(t, alice, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
+	call(t, bob, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
+	nodes[0].hub.AgeLease(nodes[1].hub.Node(), time.Hour)
+	if !strings.Contains(nodes[0].log.String(), "did not refresh its lease in time") {
+		t.Fatalf("the slow node was not asked:\n%s", nodes[0].log.String())
+	}
+	var mr chat.MembersResult
+	call(t, alice, chat.MethodMembers, &chat.MembersParams{Room: "r"}, &mr)
+	if !slices.Equal(mr.Members, []string{"alice", "bob"}) {
+		t.Fatalf("members after the slow node's lease expired: %v", mr.Members)
+	}
+}

@@ -39,8 +39,10 @@
 // # A node that dies
 //
 // Its lease stops being refreshed. Every node checks the leases it has
-// seen every PresenceTTL/3; one not refreshed for PresenceTTL is dead, and
-// the node that notices releases the dead node's clients (each leaves its
+// seen every PresenceTTL/3; one not refreshed for PresenceTTL is asked
+// directly (<prefix>.node.<id>, PresenceTTL/3 to answer: a node too loaded
+// to refresh in time is not dead), and if it does not answer the node that
+// notices releases the dead node's clients (each leaves its
 // rooms unless a live node answers that it holds one of its connections,
 // then its connection key goes) and deletes the lease.
 // Deleting is idempotent and every node pushes leaves from its own view

@@ -66,7 +66,7 @@ type Hub struct {
 	hist jetstream.Stream
 	kv   jetstream.KeyValue
 
-	subjRoom, subjHist, subjAll, subjClient, subjProbe string
+	subjRoom, subjHist, subjAll, subjClient, subjProbe, subjNode string
 
 	mu         sync.Mutex
 	local      map[string]map[gateway.Peer]struct{} // client id -> this node's connections
@@ -141,7 +141,7 @@ func newHub(opt Options) (*Hub, error) {
 	return &Hub{
 		opt: opt, lim: opt.Limits.WithDefaults(), node: node,
 		log:      opt.Logger.With("node", opt.Name),
-		subjRoom: p + ".room.", subjHist: p + ".hist.", subjAll: p + ".all", subjClient: p + ".client.", subjProbe: p + ".probe.",
+		subjRoom: p + ".room.", subjHist: p + ".hist.", subjAll: p + ".all", subjClient: p + ".client.", subjProbe: p + ".probe.", subjNode: p + ".node.",
 		local: map[string]map[gateway.Peer]struct{}{}, members: map[string]map[string]struct{}{},
 		joined: map[string]map[string]struct{}{}, conns: map[string]map[string]struct{}{},
 		registered: map[string]bool{}, nodes: map[string]time.Time{},

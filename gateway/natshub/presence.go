@@ -219,7 +219,9 @@ func (h *Hub) lease() {
 }
 
 func (h *Hub) refresh() {
-	ctx, cancel := context.WithTimeout(context.Background(), h.opt.Timeout)
+	// A loaded node may take long to get its answer; the lease has until
+	// the next refresh.
+	ctx, cancel := context.WithTimeout(context.Background(), h.opt.PresenceTTL/3)
 	defer cancel()
 	if _, err := h.kv.Put(ctx, leaseKey(h.node), []byte(h.opt.Name)); err != nil {
 		h.log.Warn("refreshing the node's lease", "err", err)
@@ -231,6 +233,9 @@ func (h *Hub) refresh() {
 		h.mu.Unlock()
 	}
 	for _, node := range h.expired() {
+		if h.alive(node) {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), h.opt.Timeout)
 		if err := h.reap(ctx, node); err != nil {
 			h.log.Warn("removing a dead node's clients", "dead", node, "err", err)
@@ -302,6 +307,24 @@ func (h *Hub) expired() []string {
 		}
 	}
 	return dead
+}
+
+// alive asks a node whose lease expired whether it is there: a node too
+// loaded to refresh its lease in time (its NATS goroutines wait behind
+// thousands of busy connections) is not reaped while it answers within
+// PresenceTTL/3.
+func (h *Hub) alive(node string) bool {
+	_, err := h.nc.Request(h.subjNode+node, nil, h.opt.PresenceTTL/3)
+	if err != nil {
+		return false
+	}
+	h.mu.Lock()
+	if _, ok := h.nodes[node]; ok {
+		h.nodes[node] = time.Now()
+	}
+	h.mu.Unlock()
+	h.log.Warn("a node answers but did not refresh its lease in time", "slow", node)
+	return true
 }
 
 // reap removes a dead node: its connection keys, the memberships of its
