@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -397,11 +398,33 @@ func (c *Conn) leaveHub() {
 	})
 }
 
-// attach gives a registered connection its socket once upgraded.
-func (c *Conn) attach(nc net.Conn, br *bufio.Reader) {
+// attach gives a registered connection its socket once upgraded; early
+// is input that arrived with the upgrade request, read before anything
+// else (copied: the caller's buffer is not kept).
+func (c *Conn) attach(nc net.Conn, early []byte) {
+	var src io.Reader = nc
+	if len(early) > 0 {
+		src = &prefixReader{pre: bytes.Clone(early), r: nc}
+	}
+	br := bufio.NewReader(src)
 	c.mu.Lock()
 	c.nc, c.br = nc, br
 	c.mu.Unlock()
+}
+
+// prefixReader reads pre, then r.
+type prefixReader struct {
+	pre []byte
+	r   io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.pre) == 0 {
+		return p.r.Read(b)
+	}
+	n := copy(b, p.pre)
+	p.pre = p.pre[n:]
+	return n, nil
 }
 
 func (c *Conn) socket() net.Conn {

@@ -242,6 +242,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	// left is closed, and replaced, whenever a connection is removed.
 	left chan struct{}
+	// served are the listeners Serve accepts from (under mu).
+	served []*served
 }
 
 // ErrServerClosed is returned for connections attempted after Shutdown.
@@ -327,66 +329,104 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, "", refuseNotGet)
 		return
 	}
-	id := r.PathValue("client_id")
-	if !ValidID(id) {
-		s.refuse(w, r, "", refuseBadID)
-		return
-	}
-	offer := protocols.ParseOffer(r.Header.Values("Sec-WebSocket-Protocol")...)
-	exp, rf := s.admit(r, id, offer)
+	u, rf := s.admitUpgrade(httpWSRequest(r))
 	if rf != nil {
-		s.refuse(w, r, id, rf)
+		writeRefusal(w, rf)
 		return
 	}
-	proto, refuse, ok := s.negotiate(offer)
-	if !ok && !refuse {
-		s.refuse(w, r, id, &refusal{http.StatusBadRequest, "no_protocol", refusedNoProtocol,
-			"no supported subprotocol; supported: " + protocols.Names(s.cfg.Protocols)}, "offer", strings.Join(offer.Names, ", "))
-		return
-	}
-	if refuse {
-		proto = s.cfg.Protocols[0] // the connection only ever sends its close frame
-	}
-	c := s.newConn(ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: r.RemoteAddr})
-	// The connection is registered, and reachable through the hub, before
-	// the 101 goes out: a client that has its handshake can be sent to at
-	// once. Pushes meanwhile wait in its queue.
-	if rf := s.register(c, !refuse); rf != nil {
-		s.refuse(w, r, id, rf)
-		return
-	}
-	defer s.unregister(c)
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
-	if len(offer.Names) > 0 && ok {
-		up.Protocol = func(p string) bool { return p == proto.Name } // never a bearer.<token> entry: no protocol has that name
+	if u.answer != "" {
+		up.Protocol = func(p string) bool { return p == u.answer } // never a bearer.<token> entry: no protocol has that name
 	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
-		s.m.refused[refusedBadRequest].Inc()
-		s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", "upgrade", "err", err)
+		s.upgradeFailed(u, err)
 		if nc != nil {
 			_ = nc.Close() // hijacked to write the refusal: nobody else closes it
 		}
 		return
 	}
-	br := rw.Reader
-	if br.Buffered() == 0 {
-		// Read the socket itself from now on, not through net/http's
-		// reader of the hijacked connection (a lock and checks per read).
-		// With input already buffered (a client that sent frames right
-		// behind its request), that buffer is kept.
-		br.Reset(nc)
+	// Frames a client sent right behind its request may already be in
+	// net/http's buffer: they are the connection's first input.
+	var early []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		early, _ = rw.Reader.Peek(n)
 	}
-	c.attach(nc, br)
+	s.upgraded(u, nc, early)
+}
+
+// admitted is an upgrade request that passed admission: its connection is
+// registered (and attached to the hub unless it is only to be closed).
+type admitted struct {
+	c      *Conn
+	offer  protocols.Offer
+	exp    time.Time // the token's expiry; zero: none
+	refuse bool      // nothing offered is supported and the reject mode is "close"
+	answer string    // the subprotocol named in the 101; "": none
+}
+
+// admitUpgrade runs admission in its documented order (client id, origin,
+// token, negotiation, caps, hub) and registers the connection. A refusal
+// is counted and logged here; the caller writes it.
+func (s *Server) admitUpgrade(r *wsRequest) (*admitted, *refusal) {
+	if !ValidID(r.id) {
+		s.noteRefusal(r.remote, "", refuseBadID)
+		return nil, refuseBadID
+	}
+	offer := protocols.ParseOffer(r.offers...)
+	exp, rf := s.admit(r, offer)
+	if rf != nil {
+		s.noteRefusal(r.remote, r.id, rf)
+		return nil, rf
+	}
+	proto, refuse, ok := s.negotiate(offer)
+	if !ok && !refuse {
+		rf := &refusal{http.StatusBadRequest, "no_protocol", refusedNoProtocol,
+			"no supported subprotocol; supported: " + protocols.Names(s.cfg.Protocols)}
+		s.noteRefusal(r.remote, r.id, rf, "offer", strings.Join(offer.Names, ", "))
+		return nil, rf
+	}
 	if refuse {
+		proto = s.cfg.Protocols[0] // the connection only ever sends its close frame
+	}
+	u := &admitted{offer: offer, exp: exp, refuse: refuse}
+	if len(offer.Names) > 0 && ok {
+		u.answer = proto.Name
+	}
+	u.c = s.newConn(ConnInfo{ID: s.nextID.Add(1), ClientID: r.id, Protocol: proto, Remote: r.remote})
+	// The connection is registered, and reachable through the hub, before
+	// the 101 goes out: a client that has its handshake can be sent to at
+	// once. Pushes meanwhile wait in its queue.
+	if rf := s.register(u.c, !refuse); rf != nil {
+		s.noteRefusal(r.remote, r.id, rf)
+		return nil, rf
+	}
+	return u, nil
+}
+
+// upgradeFailed forgets an admitted connection whose 101 could not be
+// written or whose request was not a valid handshake.
+func (s *Server) upgradeFailed(u *admitted, err error) {
+	s.m.refused[refusedBadRequest].Inc()
+	s.log.Info("refused", "client_id", u.c.info.ClientID, "remote", u.c.info.Remote, "reason", "upgrade", "err", err)
+	s.unregister(u.c)
+}
+
+// upgraded serves an admitted connection once its 101 is written; early
+// is input that arrived with the request (copied here).
+func (s *Server) upgraded(u *admitted, nc net.Conn, early []byte) {
+	c := u.c
+	defer s.unregister(c)
+	c.attach(nc, early)
+	if u.refuse {
 		s.m.refused[refusedNoProtocol].Inc()
-		s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", "no_protocol", "status", 101,
-			"close", int(CloseUnsupportedProtocol.Code()), "offer", strings.Join(offer.Names, ", "))
+		s.log.Info("refused", "client_id", c.info.ClientID, "remote", c.info.Remote, "reason", "no_protocol", "status", 101,
+			"close", int(CloseUnsupportedProtocol.Code()), "offer", strings.Join(u.offer.Names, ", "))
 		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
-		c.serve(r.Context())
+		c.serve(context.Background())
 		return
 	}
-	s.serveConn(c, offer, exp)
+	s.serveConn(c, u.offer, u.exp)
 }
 
 // serveConn runs an upgraded connection and logs its open and its close.
@@ -717,6 +757,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.closeServed(false)
 	select {
 	case <-done:
 		return nil
@@ -732,6 +773,7 @@ func (s *Server) Close() {
 	for _, c := range s.stop() {
 		c.abort()
 	}
+	s.closeServed(true)
 }
 
 // stop refuses new connections from now on and returns those there are.
