@@ -20,7 +20,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/subgate/subgate/protocols"
-	"github.com/subgate/subgate/protocols/chat"
 )
 
 // DefaultMaxConnsPerIP is Config.MaxConnsPerIP's default: a tenth of the
@@ -238,17 +237,12 @@ func requestToken(r *wsRequest, offered string) string {
 }
 
 // expireAt closes c with 4001 when its token expires, after a
-// token_expired notice. The returned function stops the timer; call it
-// when the connection ends.
-func (s *Server) expireAt(c *Conn, exp time.Time) (stop func() bool) {
-	if exp.IsZero() {
-		return func() bool { return false }
+// token_expired notice (Conn.expire); a zero exp never expires. The timer
+// stops when the connection ends.
+func (s *Server) expireAt(c *Conn, exp time.Time) {
+	if !exp.IsZero() {
+		c.expiry.schedule(exp)
 	}
-	t := time.AfterFunc(time.Until(exp), func() {
-		c.Deliver(NewPush(chat.PushNotice, &chat.Notice{Kind: chat.NoticeTokenExpired, Message: tokenExpiredText}))
-		c.closeWith(CloseTokenExpired, tokenExpiredText)
-	})
-	return t.Stop
 }
 
 // countLocked admits c under the node's and its address's caps and counts

@@ -125,6 +125,12 @@ type Config struct {
 	// Default: a registry of the server's own, with the Go runtime and
 	// process collectors.
 	Metrics *prometheus.Registry
+	// Poller says how connections are read: "epoll" (Linux) has the
+	// kernel report which sockets have input and a pool of workers read
+	// them, so that an idle connection holds no goroutine and no buffer;
+	// "goroutines" reads each connection on a goroutine of its own;
+	// "auto" (default) is epoll where the platform has it.
+	Poller string
 	// MetricsPath is where the server's handler serves the metrics.
 	// Default "/metrics"; "off" serves them nowhere (MetricsHandler still
 	// returns them, to serve on another address).
@@ -159,6 +165,9 @@ func (c Config) withSettingDefaults() Config {
 	}
 	if c.RejectMode == "" {
 		c.RejectMode = "status"
+	}
+	if c.Poller == "" {
+		c.Poller = PollerAuto
 	}
 	if c.MetricsPath == "" {
 		c.MetricsPath = "/metrics"
@@ -244,6 +253,9 @@ type Server struct {
 	left chan struct{}
 	// served are the listeners Serve accepts from (under mu).
 	served []*served
+	// poller reads the connections (Config.Poller); nil: a goroutine per
+	// connection.
+	poller poller
 }
 
 // ErrServerClosed is returned for connections attempted after Shutdown.
@@ -273,6 +285,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), adm: adm, conns: map[*Conn]struct{}{}, left: make(chan struct{})}
 	if cfg.MetricsPath != "off" && !strings.HasPrefix(cfg.MetricsPath, "/") {
 		return nil, errors.New(`gateway: MetricsPath must start with "/" or be "off"`)
+	}
+	if s.poller, err = newPoller(cfg.Poller); err != nil {
+		return nil, err
 	}
 	s.m = newMetrics(s, cfg.Metrics)
 	s.router.Use(Logging(s.log))
@@ -416,13 +431,13 @@ func (s *Server) upgradeFailed(u *admitted, err error) {
 // is input that arrived with the request (copied here).
 func (s *Server) upgraded(u *admitted, nc net.Conn, early []byte) {
 	c := u.c
-	defer s.unregister(c)
 	c.attach(nc, early)
 	if u.refuse {
 		s.m.refused[refusedNoProtocol].Inc()
 		s.log.Info("refused", "client_id", c.info.ClientID, "remote", c.info.Remote, "reason", "no_protocol", "status", 101,
 			"close", int(CloseUnsupportedProtocol.Code()), "offer", strings.Join(u.offer.Names, ", "))
 		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
+		c.onEnd = func() { s.unregister(c) }
 		c.serve(context.Background())
 		return
 	}
@@ -441,15 +456,17 @@ func (s *Server) serveConn(c *Conn, offer protocols.Offer, exp time.Time) {
 	}
 	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
 		"negotiated", negotiated, "offer", strings.Join(offer.Names, ", "), "remote", c.info.Remote)
-	stopExpiry := s.expireAt(c, exp)
+	c.onEnd = func() {
+		pm.conns.Dec()
+		reason, code, text := c.closeStatus()
+		s.m.closed(pm, reason)
+		s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
+			"remote", c.info.Remote, "duration_s", float64(time.Since(start).Milliseconds())/1000, "reason", reason.String(),
+			"code", int(code), "text", text, "close_sent", c.closeSent())
+		s.unregister(c)
+	}
+	s.expireAt(c, exp)
 	c.serve(context.WithValue(context.Background(), connKey{}, c))
-	stopExpiry()
-	pm.conns.Dec()
-	reason, code, text := c.closeStatus()
-	s.m.closed(pm, reason)
-	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
-		"remote", c.info.Remote, "duration_s", float64(time.Since(start).Milliseconds())/1000, "reason", reason.String(),
-		"code", int(code), "text", text, "close_sent", c.closeSent())
 }
 
 func (s *Server) newConn(info ConnInfo) *Conn {
@@ -461,6 +478,9 @@ func (s *Server) newConn(info ConnInfo) *Conn {
 		slots:   make(chan struct{}, s.cfg.MaxConcurrentCalls),
 	}
 	c.space.L = &c.mu
+	c.ping = deadline{c: c, kind: timerPing, idx: -1}
+	c.idleT = deadline{c: c, kind: timerIdle, idx: -1}
+	c.expiry = deadline{c: c, kind: timerExpiry, idx: -1}
 	if !math.IsInf(s.cfg.RateLimit, 1) {
 		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst)
 	}

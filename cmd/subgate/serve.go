@@ -73,6 +73,7 @@ func parseServe(args []string, stdout io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", d.PingInterval, "keepalive ping interval")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "timeout of one write to a client")
 	fs.DurationVar(&c.CloseTimeout, "close-timeout", d.CloseTimeout, "how long a closing connection waits for the client's close frame")
+	fs.StringVar(&c.Poller, "poller", d.Poller, `how connections are read: "epoll" (Linux: idle connections hold no goroutine or buffer), "goroutines" (one per connection) or "auto" (epoll where available)`)
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for connections to close")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")

@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// SUBGATE_TEST_POLLER runs the package's tests with the given reader
+// ("goroutines" or "epoll") for Config.Poller "auto": test.sh runs them
+// with each.
+func init() {
+	if p := os.Getenv("SUBGATE_TEST_POLLER"); p != "" {
+		autoPoller = p
+	}
+}
+
+// waitPartialFrames waits until n connections have received the start of
+// a frame and wait for the rest: n goroutine readers in fn, or, with the
+// poller, n connections idle with an unfinished frame kept.
+func waitPartialFrames(t *testing.T, srv *Server, fn string, n int) {
+	t.Helper()
+	if srv.poller == nil {
+		waitGoroutinesIn(t, fn, n)
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := 0
+		for _, c := range srv.snapshot() {
+			c.mu.Lock()
+			pr := c.pr
+			c.mu.Unlock()
+			// An idle reader's fields were written before it let go (rs).
+			if pr != nil && pr.rs.Load() == readIdle && len(pr.in) > 0 {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections wait for the rest of a frame, want %d", got, n)
+		}
+		runtime.Gosched()
+	}
+}
