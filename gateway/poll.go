@@ -413,10 +413,6 @@ func (c *Conn) checkIdle() {
 // rawConnOf returns the descriptor access of a socket the poller can
 // watch.
 func rawConnOf(nc net.Conn) (syscall.RawConn, bool) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil, false
-	}
-	rc, err := sc.SyscallConn()
+	rc, err := syscallConn(nc)
 	return rc, err == nil
 }

@@ -285,6 +285,23 @@ func (c *replayConn) CloseWrite() error {
 	return errors.ErrUnsupported
 }
 
+// SyscallConn gives the poller the socket's descriptor once the bytes
+// replayed are read (net/http reads them with the request).
+func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
+	if len(c.pre) > 0 {
+		return nil, errors.ErrUnsupported
+	}
+	return syscallConn(c.Conn)
+}
+
+// syscallConn returns nc's descriptor access, if it has one.
+func syscallConn(nc net.Conn) (syscall.RawConn, error) {
+	if sc, ok := nc.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
 // connListener is an in-process net.Listener: Serve hands it the
 // connections net/http serves.
 type connListener struct {
