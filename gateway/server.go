@@ -82,11 +82,12 @@ type Config struct {
 	// connection has in flight; beyond it the connection stops reading
 	// until one finishes. Default 16.
 	MaxConcurrentCalls int
-	// HandshakeTimeout bounds writing the upgrade response. Default 10s.
-	// The request itself is read by the http.Server before the gateway
-	// sees it: give that server a ReadHeaderTimeout (cmd/subgate sets it
-	// to this value), or a client that sends half a request holds its
-	// connection open indefinitely.
+	// HandshakeTimeout bounds an upgrade: with Serve, reading the request
+	// and writing the response (and a plain HTTP request's head); with
+	// ServeHTTP, writing the response only, the request being read by the
+	// http.Server before the gateway sees it: give that server a
+	// ReadHeaderTimeout, or a client that sends half a request holds its
+	// connection open indefinitely. Default 10s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (not even a pong)
 	// for this long. Default 60s.
