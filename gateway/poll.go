@@ -81,6 +81,7 @@ const (
 type pollReader struct {
 	rs     atomic.Int32
 	lastIn atomic.Int64 // when input last arrived, Unix nanoseconds (the idle timeout)
+	hup    atomic.Bool  // the peer half-closed or the socket failed: read to the end
 	rc     syscall.RawConn
 	fd     int
 	ctx    context.Context
@@ -146,17 +147,13 @@ func runWorker(c *Conn) {
 }
 
 // pollLoop runs the read side until nothing more has arrived (then it
-// re-arms the descriptor and lets go) or the connection ends.
+// lets go) or the connection ends.
 func (c *Conn) pollLoop() {
 	pr := c.pr
 	for {
 		done, r, code, text := c.readReady()
 		if done {
 			c.end(r, code, text)
-			return
-		}
-		if err := pr.ep.arm(pr); err != nil {
-			c.end(c.readError(err))
 			return
 		}
 		if pr.rs.CompareAndSwap(readRunning, readIdle) {
@@ -204,6 +201,7 @@ func (c *Conn) readReady() (done bool, r CloseReason, code ws.StatusCode, text s
 	}
 	// Input left by the upgrade, or the start of a frame, is looked at
 	// before reading more.
+	drained := false
 	for fresh := len(buf) > 0; ; fresh = false {
 		if c.isClosing() {
 			pr.keep(buf, pb != nil)
@@ -219,7 +217,13 @@ func (c *Conn) readReady() (done bool, r CloseReason, code ws.StatusCode, text s
 					pb = nil
 				}
 			}
+			room := cap(buf) - len(buf)
 			n, err := pr.read(buf[len(buf):cap(buf)])
+			// A read that did not fill the buffer took all there was:
+			// bytes arriving later are reported anew (edge-triggered), so
+			// no read is spent finding nothing. After a hang-up report,
+			// the worker reads on to the EOF.
+			drained = n < room && !pr.hup.Load()
 			if n <= 0 {
 				pr.keep(buf, pb != nil)
 				if errors.Is(err, syscall.EAGAIN) {
@@ -233,9 +237,9 @@ func (c *Conn) readReady() (done bool, r CloseReason, code ws.StatusCode, text s
 		}
 		used, done, r, code, text := c.consume(buf)
 		buf = buf[:copy(buf, buf[used:])]
-		if done {
+		if done || drained {
 			pr.keep(buf, pb != nil)
-			return true, r, code, text
+			return done, r, code, text
 		}
 		if pb == nil && len(buf) <= readChunk/2 && cap(buf) > readChunk {
 			// The large frame is done: back to a pooled buffer.

@@ -4,22 +4,27 @@ package gateway
 
 import (
 	"context"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 )
 
-// epoll is the process's poller: one epoll instance watched by one
-// goroutine. Each connection's descriptor is added level-triggered with
-// EPOLLONESHOT, so that a readiness report disarms it until the worker
-// that read it re-arms it (arm): one report, one worker, however much
-// arrives meanwhile. The descriptor stays in the runtime's own poller too
-// (writes and the closing handshake block there as usual); the worker's
-// reads never wait, so the runtime never parks a reader on it.
+// epoll is the process's poller: one epoll instance, itself watched by
+// the runtime's poller, so that the goroutine collecting its reports
+// parks like any reader instead of holding a thread in epoll_wait. Each
+// connection's descriptor is added edge-triggered: every arrival of bytes
+// is reported, and a report while a worker reads the connection only
+// makes it read again (pollReader.rs), so nothing needs re-arming. The
+// descriptor stays in the runtime's own poller too (writes and the closing
+// handshake block there as usual); the worker's reads never wait, so the
+// runtime never parks a reader on it.
 type epoll struct {
 	fd int
+	f  *os.File // fd, for the runtime's poller
 	mu sync.Mutex
 	// conns maps a descriptor to the connection watched on it. A report
 	// for a descriptor closed and reused meanwhile wakes the new
@@ -37,17 +42,33 @@ var (
 func sharedEpoll() (*epoll, error) {
 	epollOnce.Do(func() {
 		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err == nil {
+			err = unix.SetNonblock(fd, true)
+		}
 		if err != nil {
 			epollErr = err
 			return
 		}
-		epollInst = &epoll{fd: fd, conns: map[int32]*Conn{}}
-		go epollInst.run()
+		// A non-blocking descriptor in an os.File is watched by the
+		// runtime's poller: an epoll instance is readable while it has
+		// reports.
+		f := os.NewFile(uintptr(fd), "epoll")
+		rc, err := f.SyscallConn()
+		if err != nil {
+			epollErr = err
+			return
+		}
+		epollInst = &epoll{fd: fd, f: f, conns: map[int32]*Conn{}}
+		go epollInst.run(rc)
 	})
 	return epollInst, epollErr
 }
 
-const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+const watchEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+
+// hangup is a report of the peer's half-close or an error: the worker then
+// reads until EOF or EAGAIN instead of stopping at a short read.
+const hangup = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
 
 // watch takes over reading c: it registers the descriptor and reads what
 // has already arrived (the early input, say) on the caller's goroutine
@@ -75,7 +96,7 @@ func (p *epoll) watch(c *Conn, ctx context.Context) bool {
 	p.mu.Unlock()
 	var err error
 	_ = rc.Control(func(fd uintptr) {
-		err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
+		err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: watchEvents, Fd: int32(fd)})
 	})
 	if err != nil {
 		p.drop(pr.fd, c)
@@ -88,19 +109,6 @@ func (p *epoll) watch(c *Conn, ctx context.Context) bool {
 	c.idleT.schedule(time.Now().Add(c.srv.cfg.IdleTimeout))
 	c.pollLoop()
 	return true
-}
-
-// arm re-arms the descriptor after a worker read it. It fails when the
-// socket was closed meanwhile (Server.Close).
-func (p *epoll) arm(pr *pollReader) error {
-	var err error
-	cerr := pr.rc.Control(func(fd uintptr) {
-		err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
-	})
-	if cerr != nil {
-		return cerr
-	}
-	return err
 }
 
 // forget removes c from the poller before its socket closes.
@@ -135,18 +143,26 @@ func (pr *pollReader) read(b []byte) (n int, err error) {
 	return n, err
 }
 
-// run waits for readiness and hands each ready connection to a worker.
-func (p *epoll) run() {
+// run collects the reports and hands each ready connection to a worker.
+func (p *epoll) run(rc syscall.RawConn) {
 	events := make([]unix.EpollEvent, 256)
 	ready := make([]*Conn, 0, len(events))
 	for {
-		n, err := unix.EpollWait(p.fd, events, -1)
+		var n int
+		err := rc.Read(func(fd uintptr) bool {
+			var err error
+			n, err = unix.EpollWait(int(fd), events, 0)
+			return err == nil && n > 0 // none: park until the instance is readable
+		})
 		if err != nil {
-			continue // EINTR
+			return // never closed
 		}
 		p.mu.Lock()
 		for _, ev := range events[:n] {
 			if c := p.conns[ev.Fd]; c != nil {
+				if ev.Events&hangup != 0 {
+					c.pr.hup.Store(true)
+				}
 				ready = append(ready, c)
 			}
 		}

@@ -1,10 +1,15 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/subgate/subgate/protocols"
 )
@@ -71,5 +76,42 @@ func TestPollerConfig(t *testing.T) {
 		if _, err := New(Config{Poller: p}); err != nil {
 			t.Fatalf("Poller %q: %v", p, err)
 		}
+	}
+}
+
+// piecesConn writes in pieces of n bytes, each its own segment on
+// loopback, so that the server's reads end inside headers and payloads.
+type piecesConn struct {
+	net.Conn
+	n int
+}
+
+func (c piecesConn) Write(b []byte) (int, error) {
+	for i := 0; i < len(b); i += c.n {
+		if _, err := c.Conn.Write(b[i:min(i+c.n, len(b))]); err != nil {
+			return i, err
+		}
+	}
+	return len(b), nil
+}
+
+// A message in three fragments with a ping between them, every frame
+// arriving 7 bytes at a time: the poller's reader keeps each unfinished
+// frame across reads, answers the ping, then the whole call.
+func TestPollerFramesInPieces(t *testing.T) {
+	_, addr := startServer(t, Config{Poller: PollerEpoll})
+	c := handshake(t, addr, "/ws/pieces", strp(protocols.JSONRPC))
+	c.nc = piecesConn{c.nc, 7}
+	msg := `{"jsonrpc":"2.0",` + strings.Repeat(" ", 20000) + `"id":7,"method":"chat.ping"}`
+	c.send(ws.OpText, false, []byte(msg[:300]))
+	c.send(ws.OpContinuation, false, []byte(msg[300:15000]))
+	c.send(ws.OpPing, true, []byte("between"))
+	c.send(ws.OpContinuation, true, []byte(msg[15000:]))
+	if f := c.next(); f.Header.OpCode != ws.OpPong || string(f.Payload) != "between" {
+		t.Fatalf("got %v %q, want the pong", f.Header.OpCode, f.Payload)
+	}
+	var v map[string]any
+	if f := c.next(); json.Unmarshal(f.Payload, &v) != nil || v["id"] != float64(7) || v["result"] == nil {
+		t.Fatalf("reply %s", f.Payload)
 	}
 }

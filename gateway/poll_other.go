@@ -15,8 +15,6 @@ func sharedEpoll() (*epoll, error) { return nil, ErrNoPoller }
 
 func (p *epoll) watch(*Conn, context.Context) bool { return false }
 
-func (p *epoll) arm(*pollReader) error { return errors.ErrUnsupported }
-
 func (pr *pollReader) forget(*Conn) {}
 
 func (pr *pollReader) read([]byte) (int, error) { return 0, errors.ErrUnsupported }

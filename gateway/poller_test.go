@@ -32,8 +32,7 @@ func waitPartialFrames(t *testing.T, srv *Server, fn string, n int) {
 			c.mu.Lock()
 			pr := c.pr
 			c.mu.Unlock()
-			// An idle reader's fields were written before it let go (rs).
-			if pr != nil && pr.rs.Load() == readIdle && len(pr.in) > 0 {
+			if pr != nil && holdsPartialFrame(c, pr) {
 				got++
 			}
 		}
@@ -45,4 +44,19 @@ func waitPartialFrames(t *testing.T, srv *Server, fn string, n int) {
 		}
 		runtime.Gosched()
 	}
+}
+
+// holdsPartialFrame reports whether c's idle reader kept an unfinished
+// frame. It takes the read side as a worker does, and gives it back as
+// pollLoop does (a report meanwhile gets a worker).
+func holdsPartialFrame(c *Conn, pr *pollReader) bool {
+	if !pr.rs.CompareAndSwap(readIdle, readRunning) {
+		return false
+	}
+	has := len(pr.in) > 0
+	if !pr.rs.CompareAndSwap(readRunning, readIdle) {
+		pr.rs.Store(readRunning)
+		dispatch(c)
+	}
+	return has
 }

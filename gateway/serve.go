@@ -111,16 +111,22 @@ func (s *Server) closeServed(hard bool) {
 func (s *Server) handshake(nc net.Conn, hl *connListener) {
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	pb := headPool.Get().(*[]byte)
-	defer headPool.Put(pb)
 	n, end, err := readHead(nc, *pb)
 	switch {
 	case end > 0:
-		s.upgradeRaw(nc, (*pb)[:end], (*pb)[end:n])
+		u := s.upgradeRaw(nc, (*pb)[:end])
+		early := bytes.Clone((*pb)[end:n])
+		headPool.Put(pb) // not held while the connection lives
+		if u != nil {
+			s.upgraded(u, nc, early)
+		}
 	case err != nil:
+		headPool.Put(pb)
 		_ = nc.Close() // the timeout struck, or the client left, before a whole head
 	default:
 		_ = nc.SetDeadline(time.Time{})
-		hl.hand(&replayConn{Conn: nc, pre: bytes.Clone((*pb)[:n])})
+		hl.hand(newReplayConn(nc, bytes.Clone((*pb)[:n])))
+		headPool.Put(pb)
 	}
 }
 
@@ -164,9 +170,9 @@ func rawUpgradable(head []byte) bool {
 	return ValidID(id) && id != "." && id != ".."
 }
 
-// upgradeRaw upgrades a connection whose head is in head; early is what
-// followed it.
-func (s *Server) upgradeRaw(nc net.Conn, head, early []byte) {
+// upgradeRaw upgrades a connection whose head is in head, and returns it
+// admitted; nil when it was refused (and closed).
+func (s *Server) upgradeRaw(nc net.Conn, head []byte) *admitted {
 	h := &rawHandshake{s: s, remote: nc.RemoteAddr().String()}
 	up := ws.Upgrader{
 		OnRequest:       h.onRequest,
@@ -188,10 +194,10 @@ func (s *Server) upgradeRaw(nc net.Conn, head, early []byte) {
 			s.log.Info("refused", "client_id", h.req.id, "remote", h.remote, "reason", "upgrade", "err", err)
 		}
 		_ = nc.Close()
-		return
+		return nil
 	}
 	_ = nc.SetDeadline(time.Time{})
-	s.upgraded(h.u, nc, early)
+	return h.u
 }
 
 // rawHandshake collects, through ws.Upgrader's hooks, what admission reads
@@ -265,17 +271,14 @@ func refusalHeader(rf *refusal) ws.HandshakeHeader {
 // already read from it, which it reads first.
 type replayConn struct {
 	net.Conn
-	pre []byte
+	in prefixReader
 }
 
-func (c *replayConn) Read(b []byte) (int, error) {
-	if len(c.pre) == 0 {
-		return c.Conn.Read(b)
-	}
-	n := copy(b, c.pre)
-	c.pre = c.pre[n:]
-	return n, nil
+func newReplayConn(nc net.Conn, pre []byte) *replayConn {
+	return &replayConn{Conn: nc, in: prefixReader{pre: pre, r: nc}}
 }
+
+func (c *replayConn) Read(b []byte) (int, error) { return c.in.Read(b) }
 
 // CloseWrite lets net/http half-close, as it does a *net.TCPConn.
 func (c *replayConn) CloseWrite() error {
@@ -288,7 +291,7 @@ func (c *replayConn) CloseWrite() error {
 // SyscallConn gives the poller the socket's descriptor once the bytes
 // replayed are read (net/http reads them with the request).
 func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
-	if len(c.pre) > 0 {
+	if len(c.in.pre) > 0 {
 		return nil, errors.ErrUnsupported
 	}
 	return syscallConn(c.Conn)
