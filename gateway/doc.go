@@ -64,10 +64,11 @@
 //
 // With the poller (Config.Poller "epoll", the default on Linux; poll.go,
 // poll_linux.go), an idle connection holds no goroutine and no buffer.
-// One epoll instance for the process, watched by one goroutine, holds
-// every connection's descriptor, level-triggered with EPOLLONESHOT (the
-// descriptor stays in the runtime's poller too, for writes). A frame's
-// path:
+// One epoll instance for the process holds every connection's
+// descriptor, edge-triggered (the descriptor stays in the runtime's poller
+// too, for writes); one goroutine collects its reports, parked in the
+// runtime's poller on the instance's own descriptor while there are none.
+// A frame's path:
 //
 //  1. The kernel reports the descriptor readable; the poller goroutine
 //     calls Conn.ready, which moves pollReader.rs from readIdle to
@@ -80,6 +81,9 @@
 //  2. The worker (Conn.readReady) reads what the socket holds without
 //     waiting (a raw read through SyscallConn) into a pooled 8 KiB buffer,
 //     with the bytes of an unfinished frame kept from last time in front.
+//     A read that does not fill the buffer took everything there was (bytes
+//     arriving later are reported anew), so the worker does not read again
+//     to find nothing, unless the report was a hang-up.
 //  3. Conn.consume parses each complete frame where it lies: the header
 //     (checked, and the announced size refused with 1009 before anything
 //     is buffered for it), unmasked in place, a control frame answered, a
@@ -89,9 +93,9 @@
 //  4. When the socket has nothing more (EAGAIN), the bytes of an
 //     unfinished frame are copied out of the pooled buffer (pollReader.in,
 //     which grows only as bytes arrive, to one frame of at most
-//     MaxMessageSize), the buffer goes back, and pollLoop re-arms the
-//     descriptor (EPOLL_CTL_MOD) and sets rs back to readIdle; if
-//     readiness came meanwhile (readAgain) it reads again instead.
+//     MaxMessageSize), the buffer goes back, and pollLoop sets rs back
+//     to readIdle; if a report came meanwhile (readAgain) it reads again
+//     instead. Nothing is re-armed: the next arrival is the next report.
 //  5. A reply is written directly by the worker or queued for the writer
 //     (above); a push to an idle connection starts only its writer.
 //

@@ -49,7 +49,8 @@ type poller interface {
 
 // newPoller returns the poller Config.Poller names; nil: goroutines.
 func newPoller(name string) (poller, error) {
-	if name == PollerAuto {
+	auto := name == PollerAuto
+	if auto {
 		name = autoPoller
 	}
 	switch name {
@@ -58,8 +59,8 @@ func newPoller(name string) (poller, error) {
 	case PollerEpoll:
 		p, err := sharedEpoll()
 		if err != nil {
-			if autoPoller == PollerEpoll && name != PollerEpoll {
-				return nil, nil
+			if auto {
+				return nil, nil // no epoll here: goroutines
 			}
 			return nil, err
 		}
@@ -79,17 +80,18 @@ const (
 // activations. Everything but rs and lastIn belongs to the worker that
 // owns the read side (rs != readIdle).
 type pollReader struct {
-	rs     atomic.Int32
-	lastIn atomic.Int64 // when input last arrived, Unix nanoseconds (the idle timeout)
-	hup    atomic.Bool  // the peer half-closed or the socket failed: read to the end
-	rc     syscall.RawConn
-	fd     int
-	ctx    context.Context
-	ep     *epoll
-	in     []byte   // received bytes of an unfinished frame; nil otherwise
-	frag   []byte   // the payload of an unfinished fragmented message; nil otherwise
-	state  ws.State // StateServerSide, and StateFragmented inside a fragmented message
-	op     ws.OpCode
+	rs      atomic.Int32
+	lastIn  atomic.Int64 // when input last arrived, Unix nanoseconds (the idle timeout)
+	hup     atomic.Bool  // the peer half-closed or the socket failed: read to the end
+	rc      syscall.RawConn
+	fd      int
+	ctx     context.Context
+	ep      *epoll
+	in      []byte   // received bytes of an unfinished frame; nil otherwise
+	frag    []byte   // the payload of an unfinished fragmented message; nil otherwise
+	state   ws.State // StateServerSide, and StateFragmented inside a fragmented message
+	op      ws.OpCode
+	handled uint32 // messages handled, ever (wraps)
 }
 
 // ready is called when readiness is reported, or when the connection
@@ -235,9 +237,13 @@ func (c *Conn) readReady() (done bool, r CloseReason, code ws.StatusCode, text s
 			pr.lastIn.Store(time.Now().UnixNano())
 			buf = buf[:len(buf)+n]
 		}
+		handled := pr.handled
 		used, done, r, code, text := c.consume(buf)
 		buf = buf[:copy(buf, buf[used:])]
-		if done || drained {
+		// A read that brought several messages is a client sending in
+		// bursts (pipelining): more has likely arrived while they were
+		// handled, and reading it now saves a wake-up.
+		if done || drained && pr.handled-handled < 2 {
 			pr.keep(buf, pb != nil)
 			return done, r, code, text
 		}
@@ -352,6 +358,7 @@ func (c *Conn) dataFrame(h ws.Header, p []byte, more bool) (bool, CloseReason, w
 	}
 	c.pm.msgsIn.Inc()
 	c.pm.bytesIn.Add(float64(len(msg)))
+	pr.handled++
 	c.busy.Add(1)
 	c.moreInput.Store(more)
 	c.srv.handleMessage(pr.ctx, c, msg)
