@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"os"
 	"sync"
 	"syscall"
@@ -79,9 +80,6 @@ func (p *epoll) watch(c *Conn, ctx context.Context) bool {
 		return false
 	}
 	pr := &pollReader{rc: rc, fd: -1, ctx: ctx, ep: p, state: ws.StateServerSide}
-	if err := rc.Control(func(fd uintptr) { pr.fd = int(fd) }); err != nil || pr.fd < 0 {
-		return false
-	}
 	// The handshake's deadlines do not apply to reads any more; the idle
 	// timeout is a shared timer.
 	_ = c.nc.SetReadDeadline(time.Time{})
@@ -91,15 +89,18 @@ func (p *epoll) watch(c *Conn, ctx context.Context) bool {
 	c.mu.Lock()
 	c.pr = pr
 	c.mu.Unlock()
-	p.mu.Lock()
-	p.conns[int32(pr.fd)] = c
-	p.mu.Unlock()
-	var err error
+	err := errors.ErrUnsupported
 	_ = rc.Control(func(fd uintptr) {
+		pr.fd = int(fd)
+		p.mu.Lock()
+		p.conns[int32(fd)] = c
+		p.mu.Unlock()
 		err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: watchEvents, Fd: int32(fd)})
 	})
-	if err != nil {
-		p.drop(pr.fd, c)
+	if err != nil { // the socket has no descriptor, or epoll refused it: a goroutine reads
+		if pr.fd >= 0 {
+			p.drop(pr.fd, c)
+		}
 		c.mu.Lock()
 		c.pr = nil
 		c.mu.Unlock()
