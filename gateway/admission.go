@@ -20,7 +20,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/subgate/subgate/protocols"
-	"github.com/subgate/subgate/protocols/chat"
 )
 
 // DefaultMaxConnsPerIP is Config.MaxConnsPerIP's default: a tenth of the
@@ -99,28 +98,56 @@ var (
 
 // refuse answers a refused request, counts it and logs it (with attrs).
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, id string, rf *refusal, attrs ...any) {
-	s.m.refused[rf.kind].Inc()
-	s.log.Info("refused", append([]any{"client_id", id, "remote", r.RemoteAddr, "reason", rf.reason, "status", rf.status}, attrs...)...)
+	s.noteRefusal(r.RemoteAddr, id, rf, attrs...)
+	writeRefusal(w, rf)
+}
+
+// writeRefusal answers rf through net/http.
+func writeRefusal(w http.ResponseWriter, rf *refusal) {
 	if rf.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	http.Error(w, rf.text, rf.status)
 }
 
+// noteRefusal counts and logs a refused upgrade, whichever path refused
+// it.
+func (s *Server) noteRefusal(remote, id string, rf *refusal, attrs ...any) {
+	s.m.refused[rf.kind].Inc()
+	s.log.Info("refused", append([]any{"client_id", id, "remote", remote, "reason", rf.reason, "status", rf.status}, attrs...)...)
+}
+
+// wsRequest is what admission reads of an upgrade request: the same
+// fields whether net/http parsed the request (Server.ServeHTTP) or the
+// zero-copy upgrader's hooks collected them (Server.Serve).
+type wsRequest struct {
+	id, host, remote string
+	origins          []string // every Origin header's value
+	auth             string   // the first Authorization header's value
+	query            string   // the request URI's raw query
+	offers           []string // every Sec-WebSocket-Protocol header's value
+}
+
+func httpWSRequest(r *http.Request) *wsRequest {
+	return &wsRequest{id: r.PathValue("client_id"), host: r.Host, remote: r.RemoteAddr,
+		origins: r.Header.Values("Origin"), auth: r.Header.Get("Authorization"), query: r.URL.RawQuery,
+		offers: r.Header.Values("Sec-WebSocket-Protocol")}
+}
+
 // admit checks a request's origin and token; it returns the token's expiry
 // (zero when there is none).
-func (s *Server) admit(r *http.Request, id string, offer protocols.Offer) (time.Time, *refusal) {
+func (s *Server) admit(r *wsRequest, offer protocols.Offer) (time.Time, *refusal) {
 	if !s.originAllowed(r) {
 		return time.Time{}, refuseOrigin
 	}
-	return s.authenticate(r, id, offer.Token)
+	return s.authenticate(r, offer.Token)
 }
 
 // originAllowed lets through requests without Origin (not from a browser),
 // from a page served by this host (whatever the scheme: TLS may end at a
 // proxy), or from an allowed origin.
-func (s *Server) originAllowed(r *http.Request) bool {
-	vs := r.Header.Values("Origin")
+func (s *Server) originAllowed(r *wsRequest) bool {
+	vs := r.origins
 	if len(vs) == 0 || s.adm.anyOrigin {
 		return true
 	}
@@ -132,7 +159,7 @@ func (s *Server) originAllowed(r *http.Request) bool {
 		return false
 	}
 	port := defaultPort(u.Scheme)
-	if strings.EqualFold(dropPort(u.Host, port), dropPort(r.Host, port)) {
+	if strings.EqualFold(dropPort(u.Host, port), dropPort(r.host, port)) {
 		return true
 	}
 	n, ok := normalOrigin(vs[0])
@@ -168,7 +195,7 @@ func dropPort(host, port string) string {
 // authenticate checks the request's token when tokens are on: HS256 only,
 // exp and nbf as jwt/v5 validates them (no leeway), sub equal to the
 // client id. A token without exp does not expire.
-func (s *Server) authenticate(r *http.Request, id, offered string) (time.Time, *refusal) {
+func (s *Server) authenticate(r *wsRequest, offered string) (time.Time, *refusal) {
 	if s.adm.key == nil {
 		return time.Time{}, nil
 	}
@@ -178,7 +205,7 @@ func (s *Server) authenticate(r *http.Request, id, offered string) (time.Time, *
 	}
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return s.adm.key, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithSubject(id))
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithSubject(r.id))
 	if err != nil {
 		return time.Time{}, tokenRefusal(err)
 	}
@@ -199,28 +226,23 @@ func tokenRefusal(err error) *refusal {
 
 // requestToken finds the token: Authorization: Bearer first, then the
 // token query parameter, then the bearer.<token> subprotocol entry.
-func requestToken(r *http.Request, offered string) string {
-	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+func requestToken(r *wsRequest, offered string) string {
+	if scheme, tok, ok := strings.Cut(r.auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		return strings.TrimSpace(tok)
 	}
-	if tok := r.URL.Query().Get("token"); tok != "" {
-		return tok
+	if q, _ := url.ParseQuery(r.query); q.Get("token") != "" {
+		return q.Get("token")
 	}
 	return offered
 }
 
 // expireAt closes c with 4001 when its token expires, after a
-// token_expired notice. The returned function stops the timer; call it
-// when the connection ends.
-func (s *Server) expireAt(c *Conn, exp time.Time) (stop func() bool) {
-	if exp.IsZero() {
-		return func() bool { return false }
+// token_expired notice (Conn.expire); a zero exp never expires. The timer
+// stops when the connection ends.
+func (s *Server) expireAt(c *Conn, exp time.Time) {
+	if !exp.IsZero() {
+		c.expiry.schedule(exp)
 	}
-	t := time.AfterFunc(time.Until(exp), func() {
-		c.Deliver(NewPush(chat.PushNotice, &chat.Notice{Kind: chat.NoticeTokenExpired, Message: tokenExpiredText}))
-		c.closeWith(CloseTokenExpired, tokenExpiredText)
-	})
-	return t.Stop
 }
 
 // countLocked admits c under the node's and its address's caps and counts

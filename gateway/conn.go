@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ type Conn struct {
 	// and writer goroutines start after that and use them without the lock.
 	nc net.Conn
 	br *bufio.Reader
+	// early is input received before the reader started (with the upgrade
+	// request, or left by the poller for the closing handshake).
+	early []byte
 	// serving is set by serve (under mu): from then on a reply may be
 	// written directly by its call's goroutine (sendReply).
 	serving bool
@@ -56,7 +60,6 @@ type Conn struct {
 	// writerOn: a writer goroutine runs; writerDone: the writer has written
 	// the close frame, or the socket failed; no writer runs again.
 	writerOn, writerDone bool
-	pinger               *time.Timer   // queues the keepalive ping; set by serve
 	writing              bool          // someone owns the socket's write side (its write buffer comes from a pool)
 	written              chan struct{} // closed when the writer has finished
 
@@ -95,6 +98,18 @@ type Conn struct {
 	msgs   []codec.Message
 	call   Call
 	unread int64
+
+	// The shared timers (timers.go): the keepalive ping, the idle timeout
+	// when the poller reads (the goroutine reader uses a read deadline)
+	// and the token's expiry.
+	ping, idleT, expiry deadline
+	// onEnd runs once the connection has ended (socket closed): serveConn's
+	// log line and metrics, and unregistering.
+	onEnd func()
+
+	// Set when the poller reads the connection (poll.go); the fields below
+	// are the reader's, whoever holds the connection's read side (rs).
+	pr *pollReader
 }
 
 type frame struct {
@@ -312,6 +327,7 @@ func (c *Conn) closeCode(r CloseReason, code ws.StatusCode, text string) {
 		return
 	}
 	c.closing, c.reason, c.code, c.text = true, r, code, text
+	polled := c.pr != nil
 	if r == CloseSlowConsumer {
 		c.dropLocked()
 		// Whatever the writer is stuck in gets only the close timeout to
@@ -326,6 +342,9 @@ func (c *Conn) closeCode(r CloseReason, code ws.StatusCode, text string) {
 	// upgrade there is no socket yet: attach sees closing instead.
 	if nc := c.socket(); nc != nil {
 		_ = nc.SetReadDeadline(time.Now())
+	}
+	if polled {
+		c.ready() // an idle polled connection has no reader to unblock: start one
 	}
 }
 
@@ -397,11 +416,43 @@ func (c *Conn) leaveHub() {
 	})
 }
 
-// attach gives a registered connection its socket once upgraded.
-func (c *Conn) attach(nc net.Conn, br *bufio.Reader) {
+// attach gives a registered connection its socket once upgraded; early
+// is input that arrived with the upgrade request, read before anything
+// else (copied: the caller's buffer is not kept).
+func (c *Conn) attach(nc net.Conn, early []byte) {
 	c.mu.Lock()
-	c.nc, c.br = nc, br
+	c.nc = nc
+	if len(early) > 0 {
+		c.early = bytes.Clone(early)
+	}
 	c.mu.Unlock()
+}
+
+// attachReader gives the connection the buffered reader its goroutine
+// reader (and the closing handshake) reads from: the early input, then the
+// socket.
+func (c *Conn) attachReader() {
+	var src io.Reader = c.nc
+	if len(c.early) > 0 {
+		src = &prefixReader{pre: c.early, r: c.nc}
+		c.early = nil
+	}
+	c.br = bufio.NewReader(src)
+}
+
+// prefixReader reads pre, then r.
+type prefixReader struct {
+	pre []byte
+	r   io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.pre) == 0 {
+		return p.r.Read(b)
+	}
+	n := copy(b, p.pre)
+	p.pre = p.pre[n:]
+	return n, nil
 }
 
 func (c *Conn) socket() net.Conn {
@@ -474,15 +525,19 @@ func (c *Conn) writeLoop() {
 }
 
 // keepalive queues a ping, every PingInterval until the connection
-// closes; it runs on the timer's goroutine.
+// closes; it runs on the timers' goroutine.
 func (c *Conn) keepalive() {
-	c.mu.Lock()
-	closing, t := c.closing, c.pinger
-	c.mu.Unlock()
-	if !closing {
+	if !c.isClosing() {
 		c.enqueue(frame{op: ws.OpPing})
-		t.Reset(c.srv.cfg.PingInterval)
+		c.ping.schedule(time.Now().Add(c.srv.cfg.PingInterval))
 	}
+}
+
+// expire ends a connection whose token expired: a notice, then close
+// 4001. It runs on the timers' goroutine.
+func (c *Conn) expire() {
+	c.Deliver(NewPush(chat.PushNotice, &chat.Notice{Kind: chat.NoticeTokenExpired, Message: tokenExpiredText}))
+	c.closeWith(CloseTokenExpired, tokenExpiredText)
 }
 
 // work is what the writer took from the connection for one flush.
@@ -607,33 +662,55 @@ func writeClose(bw *bufio.Writer, code ws.StatusCode, text string) error {
 	return err
 }
 
-// serve runs the connection until it ends; it is the reader goroutine.
-// As soon as it stops reading, the connection leaves the hub. Calls in
-// flight when it stops are answered before the close frame, unless nobody
-// is left to read the answers: then their context is cancelled.
+// serve runs the connection: it reads on the caller's goroutine until the
+// connection ends, or hands reading to the poller and returns at once.
+// Either way end finishes the connection.
 func (c *Conn) serve(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	c.mu.Lock()
 	c.cancel = cancel
 	c.serving = true
-	c.pinger = time.AfterFunc(c.srv.cfg.PingInterval, c.keepalive)
 	c.mu.Unlock()
-	defer c.pinger.Stop()
+	c.ping.schedule(time.Now().Add(c.srv.cfg.PingInterval))
 	c.wakeWriter() // what was queued before the upgrade
+	if c.srv.poller != nil && c.srv.poller.watch(c, ctx) {
+		return
+	}
+	c.attachReader()
 	r, code, text := c.readSafely(ctx)
+	c.end(r, code, text)
+}
+
+// end finishes a connection once it stops reading, on the reader's
+// goroutine. The connection leaves the hub at once. Calls in flight are
+// answered before the close frame, unless nobody is left to read the
+// answers: then their context is cancelled.
+func (c *Conn) end(r CloseReason, code ws.StatusCode, text string) {
 	c.closeCode(r, code, text)
 	c.leaveHub()
 	if r == ClosePeer || r == CloseIOError || c.dropping() {
-		cancel()
+		c.cancel()
 	}
 	c.calls.Wait()
 	c.seal()
 	<-c.written
+	if c.pr != nil {
+		c.early, c.pr.in = c.pr.in, nil // read by the closing handshake
+	}
 	if r != ClosePeer && r != CloseIOError {
 		c.awaitPeerClose()
 	}
+	if c.pr != nil {
+		c.pr.forget(c)
+	}
 	_ = c.nc.Close()
+	c.cancel()
+	c.ping.stop()
+	c.idleT.stop()
+	c.expiry.stop()
+	if c.onEnd != nil {
+		c.onEnd()
+	}
 }
 
 // abort ends a connection that outlived a shutdown's deadline: its calls
@@ -705,6 +782,9 @@ func (c *Conn) awaitPeerClose() {
 	}
 	c.mu.Unlock()
 	_ = c.nc.SetReadDeadline(by)
+	if c.br == nil {
+		c.attachReader()
+	}
 	// The rest of a frame refused as too big is read and dropped first
 	// (up to four times the size limit), or the client, still sending
 	// it, would get a reset instead of the 1009.

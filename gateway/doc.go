@@ -8,40 +8,124 @@
 // (400), the Origin policy against cross-site WebSocket hijacking (403),
 // the token when Config.JWTSecret is set (401), negotiation (400), then
 // the caps on connections per node and per address (503), counted under
-// Server.mu with the connections being upgraded. Listener, which
-// cmd/subgate serves through, refuses with 503 at accept time beyond the
-// process's file-descriptor budget, and keeps a spare descriptor so that
-// even at EMFILE a client gets 503 instead of waiting in the backlog. A
-// token's expiry is one timer per connection: a gateway.notice, then
-// close 4001.
+// Server.mu with the connections being upgraded, and the hub's Attach
+// (503). Server.admitUpgrade runs them for both ways in:
 //
-// # Connections: goroutines and queues
+//   - Server.Serve owns the listener (cmd/subgate serves through it). A
+//     goroutine per accepted socket reads the request head into a pooled
+//     4 KiB buffer, within Config.HandshakeTimeout. A whole head that is a
+//     GET of /ws/{valid id} is upgraded by gobwas's zero-copy ws.Upgrader:
+//     its hooks collect Host, Origin, Authorization and every
+//     Sec-WebSocket-Protocol header, and OnBeforeUpgrade, once the head is
+//     known to be a valid handshake, runs admission and answers a refusal
+//     with the status, body and headers http.Error would have written.
+//     Anything else (another path or method, a head over 4 KiB) is handed,
+//     with the bytes already read, to a net/http server on an in-process
+//     listener (connListener), which serves the same mux: /healthz,
+//     /readyz, /metrics, the demo page, and upgrades through ServeHTTP.
+//   - Server.ServeHTTP (the gateway embedded in another mux, and the
+//     tests) upgrades with ws.HTTPUpgrader after the same admission.
 //
-// Each connection has a reader goroutine, a writer goroutine only while
-// it has something queued, and one goroutine per call in flight to a
-// method declared Concurrent. The reader (the HTTP handler's goroutine,
-// after the upgrade) reads frames, checks them against RFC 6455 and the
-// limits (size before allocating, frame type, UTF-8), decodes them with the
-// negotiated codec and runs the calls one at a time, in order. A call to a
-// Concurrent method (not inside a batch) is instead started on its own
-// goroutine and the reader goes on; at most Config.MaxConcurrentCalls run
-// at once, and beyond that the reader waits for a slot, which pushes back
-// on the client through TCP. The writer is started (Conn.wakeWriter,
-// under Conn.mu: Conn.writerOn) when a frame is queued and nobody is
-// writing; it drains the queue, coalescing everything queued into one
-// flush, and exits when the queue is empty, or after the close frame
-// (Conn.writerDone, and Conn.written is closed). A timer per connection
-// queues the keepalive ping. Whoever writes to the socket sets
-// Conn.writing, under Conn.mu, and owns the write side until it clears
-// it, with a write buffer taken from a pool for that write: the writer
-// for a flush, or the goroutine of a call for its own reply. A reply is
-// written directly, saving a hand-off to the writer, when the queue is
-// empty, nobody is writing, and (for the reader) no more input is
-// already buffered; otherwise it is queued, so that a burst of pipelined
-// calls gets its replies in one write. A direct writer starts the writer
-// when it finds something queued after its write. An idle connection
-// thus holds its reader goroutine, its read buffer and its timer, and no
-// writer goroutine or write buffer.
+// A request that is not a valid handshake at all is refused 400 by the
+// upgrader, logged with reason "upgrade". Listener refuses with 503 at
+// accept time beyond the process's file-descriptor budget, and keeps a
+// spare descriptor so that even at EMFILE a client gets 503 instead of
+// waiting in the backlog. Both ways end in Server.upgraded, then
+// serveConn.
+//
+// # Connections: who owns what
+//
+// A connection (Conn) is registered (Server.conns, and the hub) before its
+// 101 is written, so pushes may be queued before it reads anything. From
+// the 101 on, three roles touch it:
+//
+//   - The reader owns the read side: it parses frames, checks them
+//     against RFC 6455 and the limits (size before allocating, frame type,
+//     UTF-8), decodes them with the negotiated codec and runs the calls one
+//     at a time, in order. Who the reader is depends on Config.Poller
+//     (below). The reader's fields (msgs, call, unread, limiter, refused,
+//     pr's buffers) are touched by nobody else.
+//   - The writer owns the write side while Conn.writing is set (under
+//     Conn.mu): the writer goroutine (started by Conn.wakeWriter when a
+//     frame is queued and nobody writes; it exits when the queue is empty,
+//     or after the close frame, closing Conn.written), or the goroutine of
+//     a call writing its own reply directly (sendReply, when the queue is
+//     empty, nobody writes and no more input is already received). A write
+//     buffer comes from a pool for each write.
+//   - A call to a Concurrent method (not inside a batch) runs on a
+//     goroutine of its own; at most Config.MaxConcurrentCalls at once, and
+//     beyond that the reader waits for a slot, which pushes back on the
+//     client through TCP.
+//
+// Anything else (a hub's delivery, the timers, Shutdown) only queues
+// frames or starts closing, under Conn.mu, and never blocks.
+//
+// # The reader: the poller or a goroutine
+//
+// With the poller (Config.Poller "epoll", the default on Linux; poll.go,
+// poll_linux.go), an idle connection holds no goroutine and no buffer.
+// One epoll instance for the process holds every connection's
+// descriptor, edge-triggered (the descriptor stays in the runtime's poller
+// too, for writes); one goroutine collects its reports, parked in the
+// runtime's poller on the instance's own descriptor while there are none.
+// A frame's path:
+//
+//  1. The kernel reports the descriptor readable; the poller goroutine
+//     calls Conn.ready, which moves pollReader.rs from readIdle to
+//     readRunning (or, if a worker already has the connection, to
+//     readAgain) and hands the connection to a worker: a parked one, or a
+//     new goroutine. Workers park for a second after each connection and
+//     then exit; as many run as connections are being handled at once, so
+//     a handler that waits (for room in its queue, for a Concurrent slot)
+//     holds only its own connection's worker.
+//  2. The worker (Conn.readReady) reads what the socket holds without
+//     waiting (a raw read through SyscallConn) into a pooled 8 KiB buffer,
+//     with the bytes of an unfinished frame kept from last time in front.
+//     A read that does not fill the buffer took everything there was (bytes
+//     arriving later are reported anew), so the worker does not read again
+//     to find nothing, unless the report was a hang-up.
+//  3. Conn.consume parses each complete frame where it lies: the header
+//     (checked, and the announced size refused with 1009 before anything
+//     is buffered for it), unmasked in place, a control frame answered, a
+//     message handled as the goroutine reader does (rate limit, size,
+//     UTF-8, order, Concurrent calls). A fragment's payload is copied into
+//     pollReader.frag until the message's last fragment.
+//  4. When the socket has nothing more (EAGAIN), the bytes of an
+//     unfinished frame are copied out of the pooled buffer (pollReader.in,
+//     which grows only as bytes arrive, to one frame of at most
+//     MaxMessageSize), the buffer goes back, and pollLoop sets rs back
+//     to readIdle; if a report came meanwhile (readAgain) it reads again
+//     instead. Nothing is re-armed: the next arrival is the next report.
+//  5. A reply is written directly by the worker or queued for the writer
+//     (above); a push to an idle connection starts only its writer.
+//
+// Closing an idle polled connection (Conn.closeCode, from any goroutine)
+// calls Conn.ready too: a worker takes it, sees it closing and finishes
+// it. With Config.Poller "goroutines" (other platforms, or a socket
+// without a descriptor), Conn.serve's goroutine is the reader: readLoop
+// reads through a bufio.Reader of its own, as before the poller.
+//
+// Either reader finishes the connection in Conn.end, on its goroutine: it
+// leaves the hub, waits for the calls in flight (their replies are
+// queued as usual; their context is cancelled only when nobody is left to
+// read the replies: the peer closed, the socket failed or the queue is
+// being dropped), then seals the queue. The writer flushes what is
+// queued, writes the close frame once the queue is sealed and
+// half-closes. The reader then drains the peer's input briefly so the
+// close frame is not lost to a reset, removes the descriptor from the
+// poller and closes the socket; onEnd logs and unregisters.
+//
+// # Timers
+//
+// The keepalive ping (every PingInterval), the token's expiry (a
+// gateway.notice, then close 4001) and, with the poller, the idle timeout
+// (checked against the time input last arrived) are deadlines kept in the
+// Conn and ordered in one heap for the process (timers.go), served by one
+// goroutine: no runtime timer and no goroutine per connection. Write
+// deadlines, the goroutine reader's idle deadline and the closing
+// handshake's use the runtime poller's deadlines on the socket.
+//
+// # Queues and back-pressure
 //
 // The send queue is bounded in bytes (Config.SendQueueBytes), counting
 // every byte accepted and not yet written to the socket: queued, or taken
@@ -65,20 +149,16 @@
 // gets -32006, and MaxRateRefusals refusals in a row close with 1008.
 //
 // Closing is started by Conn.closeWith, safe from any goroutine and
-// idempotent: it records the close reason and unblocks the reader. The
-// reader stops reading, leaves the hub, waits for the calls in flight
-// (their replies are queued as usual; their context is cancelled only when
-// nobody is left to read the replies: the peer closed, the socket failed
-// or the queue is being dropped), then seals the queue. The writer flushes
-// what is queued, writes the close frame once the queue is sealed and
-// half-closes. The reader then drains the peer's input briefly so the
-// close frame is not lost to a reset, and closes the socket.
+// idempotent: it records the close reason and unblocks the reader (a read
+// deadline in the past, or Conn.ready for a polled connection).
 //
 // Server.Shutdown drains: /readyz answers 503 and upgrades get 503 at
 // once, every connection gets gateway.notice "draining", calls read from
 // then on get -32007, and each connection closes with 1001 when the calls
 // it has in flight are answered (Conn.busy reaches 0). With a deadline,
-// no write or closing handshake outlasts nine tenths of it.
+// no write or closing handshake outlasts nine tenths of it. Then the
+// listeners Serve accepts from are closed, and Serve returns
+// ErrServerClosed.
 
 // # The RPC core
 //
@@ -146,9 +226,13 @@
 //
 // memoryHub.mu, then Conn.mu. Push.mu, Router.mu (taken only by Handle
 // and Use; calls read the router without a lock), metrics.mu (taken when
-// a method or an error code gets its first series) and Listener.mu are
-// leaves. A scrape takes Server.mu to copy the connections, releases it,
-// then takes each Conn.mu in turn. Server.mu is never held with another lock. Conn.space waits on Conn.mu. No lock is held across
-// a read or write on a socket; SetDeadline calls under Conn.mu make no
-// system call (the runtime's poller keeps deadlines).
+// a method or an error code gets its first series), Listener.mu,
+// epoll.mu (the descriptor table) and deadlines.mu (the timer heap; its
+// callbacks run without it) are leaves. A scrape takes Server.mu to copy
+// the connections, releases it, then takes each Conn.mu in turn.
+// Server.mu is never held with another lock. Conn.space waits on Conn.mu.
+// pollReader.rs is an atomic state, not a lock: whoever moves it out of
+// readIdle owns the read side until it moves it back. No lock is held
+// across a read or write on a socket; SetDeadline calls under Conn.mu make
+// no system call (the runtime's poller keeps deadlines).
 package gateway

@@ -70,7 +70,7 @@ func waitGoroutinesIn(t *testing.T, fn string, n int) {
 // the buffer with what arrives.
 func TestHostileAnnouncedLengthNotReserved(t *testing.T) {
 	const conns, perConn = 200, 16 << 10 // bound: 16 KiB each (was 1 MiB)
-	_, addr := startServer(t, Config{MaxMessageSize: 1 << 20})
+	srv, addr := startServer(t, Config{MaxMessageSize: 1 << 20})
 	cs := make([]*rawConn, conns)
 	for i := range cs {
 		cs[i] = handshake(t, addr, fmt.Sprintf("/ws/big%d", i), strp(protocols.JSONRPC))
@@ -79,7 +79,7 @@ func TestHostileAnnouncedLengthNotReserved(t *testing.T) {
 	for _, c := range cs {
 		c.sendHeader(ws.Header{Fin: true, OpCode: ws.OpText, Length: 1<<20 - 1}, []byte("{"))
 	}
-	waitGoroutinesIn(t, "gateway.readPayload", conns)
+	waitPartialFrames(t, srv, "gateway.readPayload", conns)
 	if grown := int64(heapAfterGC()) - int64(before); grown > conns*perConn {
 		t.Fatalf("heap grew by %d bytes for %d announced megabytes, want at most %d", grown, conns, conns*perConn)
 	}

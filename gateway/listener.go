@@ -218,6 +218,9 @@ func (c *countedConn) CloseWrite() error {
 	return errors.ErrUnsupported
 }
 
+// SyscallConn gives the poller the socket's descriptor.
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) { return syscallConn(c.Conn) }
+
 func (l *Listener) refused(nc net.Conn, reason string) {
 	if l.onRefuse != nil {
 		l.onRefuse()

@@ -82,11 +82,12 @@ type Config struct {
 	// connection has in flight; beyond it the connection stops reading
 	// until one finishes. Default 16.
 	MaxConcurrentCalls int
-	// HandshakeTimeout bounds writing the upgrade response. Default 10s.
-	// The request itself is read by the http.Server before the gateway
-	// sees it: give that server a ReadHeaderTimeout (cmd/subgate sets it
-	// to this value), or a client that sends half a request holds its
-	// connection open indefinitely.
+	// HandshakeTimeout bounds an upgrade: with Serve, reading the request
+	// and writing the response (and a plain HTTP request's head); with
+	// ServeHTTP, writing the response only, the request being read by the
+	// http.Server before the gateway sees it: give that server a
+	// ReadHeaderTimeout, or a client that sends half a request holds its
+	// connection open indefinitely. Default 10s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (not even a pong)
 	// for this long. Default 60s.
@@ -125,6 +126,12 @@ type Config struct {
 	// Default: a registry of the server's own, with the Go runtime and
 	// process collectors.
 	Metrics *prometheus.Registry
+	// Poller says how connections are read: "epoll" (Linux) has the
+	// kernel report which sockets have input and a pool of workers read
+	// them, so that an idle connection holds no goroutine and no buffer;
+	// "goroutines" reads each connection on a goroutine of its own;
+	// "auto" (default) is epoll where the platform has it.
+	Poller string
 	// MetricsPath is where the server's handler serves the metrics.
 	// Default "/metrics"; "off" serves them nowhere (MetricsHandler still
 	// returns them, to serve on another address).
@@ -156,6 +163,9 @@ func (c Config) withSettingDefaults() Config {
 	}
 	if c.RejectMode == "" {
 		c.RejectMode = "status"
+	}
+	if c.Poller == "" {
+		c.Poller = PollerAuto
 	}
 	if c.MetricsPath == "" {
 		c.MetricsPath = "/metrics"
@@ -239,6 +249,11 @@ type Server struct {
 	wg       sync.WaitGroup
 	// left is closed, and replaced, whenever a connection is removed.
 	left chan struct{}
+	// served are the listeners Serve accepts from (under mu).
+	served []*served
+	// poller reads the connections (Config.Poller); nil: a goroutine per
+	// connection.
+	poller poller
 }
 
 // ErrServerClosed is returned for connections attempted after Shutdown.
@@ -268,6 +283,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, hub: cfg.Hub, router: NewRouter(), adm: adm, conns: map[*Conn]struct{}{}, left: make(chan struct{})}
 	if cfg.MetricsPath != "off" && !strings.HasPrefix(cfg.MetricsPath, "/") {
 		return nil, errors.New(`gateway: MetricsPath must start with "/" or be "off"`)
+	}
+	if s.poller, err = newPoller(cfg.Poller); err != nil {
+		return nil, err
 	}
 	s.m = newMetrics(s, cfg.Metrics)
 	s.router.Use(Logging(s.log))
@@ -328,66 +346,104 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, "", refuseNotGet)
 		return
 	}
-	id := r.PathValue("client_id")
-	if !ValidID(id) {
-		s.refuse(w, r, "", refuseBadID)
-		return
-	}
-	offer := protocols.ParseOffer(r.Header.Values("Sec-WebSocket-Protocol")...)
-	exp, rf := s.admit(r, id, offer)
+	u, rf := s.admitUpgrade(httpWSRequest(r))
 	if rf != nil {
-		s.refuse(w, r, id, rf)
+		writeRefusal(w, rf)
 		return
 	}
-	proto, refuse, ok := s.negotiate(offer)
-	if !ok && !refuse {
-		s.refuse(w, r, id, &refusal{http.StatusBadRequest, "no_protocol", refusedNoProtocol,
-			"no supported subprotocol; supported: " + protocols.Names(s.cfg.Protocols)}, "offer", strings.Join(offer.Names, ", "))
-		return
-	}
-	if refuse {
-		proto = s.cfg.Protocols[0] // the connection only ever sends its close frame
-	}
-	c := s.newConn(ConnInfo{ID: s.nextID.Add(1), ClientID: id, Protocol: proto, Remote: r.RemoteAddr})
-	// The connection is registered, and reachable through the hub, before
-	// the 101 goes out: a client that has its handshake can be sent to at
-	// once. Pushes meanwhile wait in its queue.
-	if rf := s.register(c, !refuse); rf != nil {
-		s.refuse(w, r, id, rf)
-		return
-	}
-	defer s.unregister(c)
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
-	if len(offer.Names) > 0 && ok {
-		up.Protocol = func(p string) bool { return p == proto.Name } // never a bearer.<token> entry: no protocol has that name
+	if u.answer != "" {
+		up.Protocol = func(p string) bool { return p == u.answer } // never a bearer.<token> entry: no protocol has that name
 	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
-		s.m.refused[refusedBadRequest].Inc()
-		s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", "upgrade", "err", err)
+		s.upgradeFailed(u, err)
 		if nc != nil {
 			_ = nc.Close() // hijacked to write the refusal: nobody else closes it
 		}
 		return
 	}
-	br := rw.Reader
-	if br.Buffered() == 0 {
-		// Read the socket itself from now on, not through net/http's
-		// reader of the hijacked connection (a lock and checks per read).
-		// With input already buffered (a client that sent frames right
-		// behind its request), that buffer is kept.
-		br.Reset(nc)
+	// Frames a client sent right behind its request may already be in
+	// net/http's buffer: they are the connection's first input.
+	var early []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		early, _ = rw.Reader.Peek(n)
 	}
-	c.attach(nc, br)
+	s.upgraded(u, nc, early)
+}
+
+// admitted is an upgrade request that passed admission: its connection is
+// registered (and attached to the hub unless it is only to be closed).
+type admitted struct {
+	c      *Conn
+	offer  protocols.Offer
+	exp    time.Time // the token's expiry; zero: none
+	refuse bool      // nothing offered is supported and the reject mode is "close"
+	answer string    // the subprotocol named in the 101; "": none
+}
+
+// admitUpgrade runs admission in its documented order (client id, origin,
+// token, negotiation, caps, hub) and registers the connection. A refusal
+// is counted and logged here; the caller writes it.
+func (s *Server) admitUpgrade(r *wsRequest) (*admitted, *refusal) {
+	if !ValidID(r.id) {
+		s.noteRefusal(r.remote, "", refuseBadID)
+		return nil, refuseBadID
+	}
+	offer := protocols.ParseOffer(r.offers...)
+	exp, rf := s.admit(r, offer)
+	if rf != nil {
+		s.noteRefusal(r.remote, r.id, rf)
+		return nil, rf
+	}
+	proto, refuse, ok := s.negotiate(offer)
+	if !ok && !refuse {
+		rf := &refusal{http.StatusBadRequest, "no_protocol", refusedNoProtocol,
+			"no supported subprotocol; supported: " + protocols.Names(s.cfg.Protocols)}
+		s.noteRefusal(r.remote, r.id, rf, "offer", strings.Join(offer.Names, ", "))
+		return nil, rf
+	}
 	if refuse {
+		proto = s.cfg.Protocols[0] // the connection only ever sends its close frame
+	}
+	u := &admitted{offer: offer, exp: exp, refuse: refuse}
+	if len(offer.Names) > 0 && ok {
+		u.answer = proto.Name
+	}
+	u.c = s.newConn(ConnInfo{ID: s.nextID.Add(1), ClientID: r.id, Protocol: proto, Remote: r.remote})
+	// The connection is registered, and reachable through the hub, before
+	// the 101 goes out: a client that has its handshake can be sent to at
+	// once. Pushes meanwhile wait in its queue.
+	if rf := s.register(u.c, !refuse); rf != nil {
+		s.noteRefusal(r.remote, r.id, rf)
+		return nil, rf
+	}
+	return u, nil
+}
+
+// upgradeFailed forgets an admitted connection whose 101 could not be
+// written or whose request was not a valid handshake.
+func (s *Server) upgradeFailed(u *admitted, err error) {
+	s.m.refused[refusedBadRequest].Inc()
+	s.log.Info("refused", "client_id", u.c.info.ClientID, "remote", u.c.info.Remote, "reason", "upgrade", "err", err)
+	s.unregister(u.c)
+}
+
+// upgraded serves an admitted connection once its 101 is written; early
+// is input that arrived with the request (copied here).
+func (s *Server) upgraded(u *admitted, nc net.Conn, early []byte) {
+	c := u.c
+	c.attach(nc, early)
+	if u.refuse {
 		s.m.refused[refusedNoProtocol].Inc()
-		s.log.Info("refused", "client_id", id, "remote", r.RemoteAddr, "reason", "no_protocol", "status", 101,
-			"close", int(CloseUnsupportedProtocol.Code()), "offer", strings.Join(offer.Names, ", "))
+		s.log.Info("refused", "client_id", c.info.ClientID, "remote", c.info.Remote, "reason", "no_protocol", "status", 101,
+			"close", int(CloseUnsupportedProtocol.Code()), "offer", strings.Join(u.offer.Names, ", "))
 		c.closeWith(CloseUnsupportedProtocol, "Unsupported subprotocol")
-		c.serve(r.Context())
+		c.onEnd = func() { s.unregister(c) }
+		c.serve(context.Background())
 		return
 	}
-	s.serveConn(c, offer, exp)
+	s.serveConn(c, u.offer, u.exp)
 }
 
 // serveConn runs an upgraded connection and logs its open and its close.
@@ -402,15 +458,17 @@ func (s *Server) serveConn(c *Conn, offer protocols.Offer, exp time.Time) {
 	}
 	s.log.Info("connected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
 		"negotiated", negotiated, "offer", strings.Join(offer.Names, ", "), "remote", c.info.Remote)
-	stopExpiry := s.expireAt(c, exp)
+	c.onEnd = func() {
+		pm.conns.Dec()
+		reason, code, text := c.closeStatus()
+		s.m.closed(pm, reason)
+		s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
+			"remote", c.info.Remote, "duration_s", float64(time.Since(start).Milliseconds())/1000, "reason", reason.String(),
+			"code", int(code), "text", text, "close_sent", c.closeSent())
+		s.unregister(c)
+	}
+	s.expireAt(c, exp)
 	c.serve(context.WithValue(context.Background(), connKey{}, c))
-	stopExpiry()
-	pm.conns.Dec()
-	reason, code, text := c.closeStatus()
-	s.m.closed(pm, reason)
-	s.log.Info("disconnected", "client_id", c.info.ClientID, "conn", c.info.ID, "protocol", c.info.Protocol.Name,
-		"remote", c.info.Remote, "duration_s", float64(time.Since(start).Milliseconds())/1000, "reason", reason.String(),
-		"code", int(code), "text", text, "close_sent", c.closeSent())
 }
 
 func (s *Server) newConn(info ConnInfo) *Conn {
@@ -422,6 +480,9 @@ func (s *Server) newConn(info ConnInfo) *Conn {
 		slots:   make(chan struct{}, s.cfg.MaxConcurrentCalls),
 	}
 	c.space.L = &c.mu
+	c.ping = deadline{c: c, kind: timerPing, idx: -1}
+	c.idleT = deadline{c: c, kind: timerIdle, idx: -1}
+	c.expiry = deadline{c: c, kind: timerExpiry, idx: -1}
 	if !math.IsInf(s.cfg.RateLimit, 1) {
 		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst)
 	}
@@ -718,6 +779,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.closeServed(false)
 	select {
 	case <-done:
 		return nil
@@ -733,6 +795,7 @@ func (s *Server) Close() {
 	for _, c := range s.stop() {
 		c.abort()
 	}
+	s.closeServed(true)
 }
 
 // stop refuses new connections from now on and returns those there are.

@@ -77,6 +77,7 @@ func parseServe(args []string, stdout io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", d.PingInterval, "keepalive ping interval")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "timeout of one write to a client")
 	fs.DurationVar(&c.CloseTimeout, "close-timeout", d.CloseTimeout, "how long a closing connection waits for the client's close frame")
+	fs.StringVar(&c.Poller, "poller", d.Poller, `how connections are read: "epoll" (Linux: idle connections hold no goroutine or buffer), "goroutines" (one per connection) or "auto" (epoll where available)`)
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for connections to close")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -183,16 +184,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "subgate:", err)
 		return 1
 	}
-	// WebSockets are hijacked out of the http.Server, so its timeouts bound
-	// only the handshake and plain HTTP requests (/healthz); IdleTimeout
-	// ends keep-alive connections that send no next request.
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: f.cfg.HandshakeTimeout, IdleTimeout: f.cfg.IdleTimeout}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	// The listener answers 503 at accept time beyond the file-descriptor
-	// budget, and at EMFILE, instead of leaving clients in the backlog.
-	go func() { errc <- hs.Serve(srv.Listener(ln)) }()
+	// The gateway owns the listener: it upgrades WebSockets itself and
+	// hands other requests to net/http on the same port. The listener
+	// answers 503 at accept time beyond the file-descriptor budget, and at
+	// EMFILE, instead of leaving clients in the backlog.
+	go func() { errc <- srv.Serve(srv.Listener(ln)) }()
 	log.Info("listening", "addr", ln.Addr().String(), "protocols", protocols.Names(f.cfg.Protocols))
 	for _, s := range side {
 		log.Info("listening", "addr", s.ln.Addr().String(), "serves", s.serves)
@@ -210,12 +209,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	log.Info("shutting down", "connections", srv.Conns())
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
-	// The gateway drains first while the listener stays open, so that
-	// /readyz answers 503 and new upgrades get 503 instead of a refused
-	// connection; then the HTTP server stops (hijacked WebSockets are the
-	// gateway's, not its).
+	// The gateway drains while the listener stays open, so that /readyz
+	// answers 503 and new upgrades get 503 instead of a refused
+	// connection; then it closes the listener.
 	err = srv.Shutdown(sctx)
-	_ = hs.Shutdown(sctx)
 	for _, s := range side {
 		_ = s.Shutdown(sctx)
 	}

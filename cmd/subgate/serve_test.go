@@ -303,3 +303,23 @@ func TestServeMetricsAndPprofAddrs(t *testing.T) {
 		t.Fatalf("pprof on -pprof-addr: %d", code)
 	}
 }
+
+// -poller and SUBGATE_POLLER set Config.Poller; the default is the
+// gateway's; a name the gateway does not know is a one-line error.
+func TestServePollerFlag(t *testing.T) {
+	f, err := parseServe(nil, io.Discard)
+	if err != nil || f.cfg.Poller != gateway.DefaultConfig().Poller || f.cfg.Poller != "auto" {
+		t.Fatalf("default poller %q (%v), want %q", f.cfg.Poller, err, gateway.DefaultConfig().Poller)
+	}
+	t.Setenv("SUBGATE_POLLER", "goroutines")
+	if f, err = parseServe(nil, io.Discard); err != nil || f.cfg.Poller != "goroutines" {
+		t.Fatalf("SUBGATE_POLLER=goroutines: %q (%v)", f.cfg.Poller, err)
+	}
+	if f, err = parseServe([]string{"-poller", "epoll"}, io.Discard); err != nil || f.cfg.Poller != "epoll" {
+		t.Fatalf("-poller epoll: %q (%v)", f.cfg.Poller, err)
+	}
+	var stderr strings.Builder
+	if code := runServe([]string{"-poller", "kqueue"}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), `poller "kqueue"`) {
+		t.Fatalf("-poller kqueue: exit %d, stderr %q", code, stderr.String())
+	}
+}

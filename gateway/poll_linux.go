@@ -1,0 +1,177 @@
+//go:build linux
+
+package gateway
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+)
+
+// epoll is the process's poller: one epoll instance, itself watched by
+// the runtime's poller, so that the goroutine collecting its reports
+// parks like any reader instead of holding a thread in epoll_wait. Each
+// connection's descriptor is added edge-triggered: every arrival of bytes
+// is reported, and a report while a worker reads the connection only
+// makes it read again (pollReader.rs), so nothing needs re-arming. The
+// descriptor stays in the runtime's own poller too (writes and the closing
+// handshake block there as usual); the worker's reads never wait, so the
+// runtime never parks a reader on it.
+type epoll struct {
+	fd int
+	f  *os.File // fd, for the runtime's poller
+	mu sync.Mutex
+	// conns maps a descriptor to the connection watched on it. A report
+	// for a descriptor closed and reused meanwhile wakes the new
+	// connection once for nothing: its worker finds nothing to read.
+	conns map[int32]*Conn
+}
+
+var (
+	epollOnce sync.Once
+	epollInst *epoll
+	epollErr  error
+)
+
+// sharedEpoll returns the process's poller, starting it the first time.
+func sharedEpoll() (*epoll, error) {
+	epollOnce.Do(func() {
+		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err == nil {
+			err = unix.SetNonblock(fd, true)
+		}
+		if err != nil {
+			epollErr = err
+			return
+		}
+		// A non-blocking descriptor in an os.File is watched by the
+		// runtime's poller: an epoll instance is readable while it has
+		// reports.
+		f := os.NewFile(uintptr(fd), "epoll")
+		rc, err := f.SyscallConn()
+		if err != nil {
+			epollErr = err
+			return
+		}
+		epollInst = &epoll{fd: fd, f: f, conns: map[int32]*Conn{}}
+		go epollInst.run(rc)
+	})
+	return epollInst, epollErr
+}
+
+const watchEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+
+// hangup is a report of the peer's half-close or an error: the worker then
+// reads until EOF or EAGAIN instead of stopping at a short read.
+const hangup = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+
+// watch takes over reading c: it registers the descriptor and reads what
+// has already arrived (the early input, say) on the caller's goroutine
+// before letting go.
+func (p *epoll) watch(c *Conn, ctx context.Context) bool {
+	rc, ok := rawConnOf(c.nc)
+	if !ok {
+		return false
+	}
+	pr := &pollReader{rc: rc, fd: -1, ctx: ctx, ep: p, state: ws.StateServerSide}
+	// The handshake's deadlines do not apply to reads any more; the idle
+	// timeout is a shared timer.
+	_ = c.nc.SetReadDeadline(time.Time{})
+	pr.in, c.early = c.early, nil
+	pr.rs.Store(readRunning)
+	pr.lastIn.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	c.pr = pr
+	c.mu.Unlock()
+	err := errors.ErrUnsupported
+	_ = rc.Control(func(fd uintptr) {
+		pr.fd = int(fd)
+		p.mu.Lock()
+		p.conns[int32(fd)] = c
+		p.mu.Unlock()
+		err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: watchEvents, Fd: int32(fd)})
+	})
+	if err != nil { // the socket has no descriptor, or epoll refused it: a goroutine reads
+		if pr.fd >= 0 {
+			p.drop(pr.fd, c)
+		}
+		c.mu.Lock()
+		c.pr = nil
+		c.mu.Unlock()
+		c.early = pr.in
+		return false
+	}
+	c.idleT.schedule(time.Now().Add(c.srv.cfg.IdleTimeout))
+	c.pollLoop()
+	return true
+}
+
+// forget removes c from the poller before its socket closes.
+func (pr *pollReader) forget(c *Conn) {
+	_ = pr.rc.Control(func(fd uintptr) {
+		_ = unix.EpollCtl(pr.ep.fd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+	pr.ep.drop(pr.fd, c)
+}
+
+func (p *epoll) drop(fd int, c *Conn) {
+	p.mu.Lock()
+	if p.conns[int32(fd)] == c {
+		delete(p.conns, int32(fd))
+	}
+	p.mu.Unlock()
+}
+
+// read reads what the socket holds without waiting: EAGAIN when nothing.
+func (pr *pollReader) read(b []byte) (n int, err error) {
+	cerr := pr.rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = unix.Read(int(fd), b)
+			if err != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	return n, err
+}
+
+// run collects the reports and hands each ready connection to a worker.
+func (p *epoll) run(rc syscall.RawConn) {
+	events := make([]unix.EpollEvent, 256)
+	ready := make([]*Conn, 0, len(events))
+	for {
+		var n int
+		err := rc.Read(func(fd uintptr) bool {
+			var err error
+			n, err = unix.EpollWait(int(fd), events, 0)
+			return err == nil && n > 0 // none: park until the instance is readable
+		})
+		if err != nil {
+			return // never closed
+		}
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			if c := p.conns[ev.Fd]; c != nil {
+				if ev.Events&hangup != 0 {
+					c.pr.hup.Store(true)
+				}
+				ready = append(ready, c)
+			}
+		}
+		p.mu.Unlock()
+		for i, c := range ready {
+			c.ready()
+			ready[i] = nil
+		}
+		ready = ready[:0]
+	}
+}
