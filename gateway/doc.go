@@ -171,8 +171,13 @@
 // # Hub
 //
 // Rooms, presence, history and delivery live behind the Hub interface. The
-// in-process hub (NewMemoryHub) is the default; nothing else in the package
-// assumes a single process. Every Hub method takes a context and returns
+// in-process hub (NewMemoryHub) is the default; package natshub is the hub
+// of a cluster of nodes joined through NATS, and gateway/hubtest is the
+// contract both pass. A room's stream position is an offset and an epoch
+// (Position); chat.history's recovered flag is decided once, in the chat
+// service, from what the hub returns. A hub that can be unavailable says
+// so through Ready() error (/readyz answers 503 meanwhile) and may bring
+// its own metrics as a prometheus.Collector. Every Hub method takes a context and returns
 // an error, as a hub on a network must: Attach is bounded by the handshake
 // timeout and its failure refuses the upgrade with 503; Detach by the
 // close timeout, and its failure is logged; a call's hub error other than
