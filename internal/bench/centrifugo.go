@@ -229,6 +229,8 @@ func (c *cfConn) send(ctx context.Context, room, text string) error {
 	return c.join(ctx, room)
 }
 
+func (c *cfConn) ended() <-chan struct{} { return c.done }
+
 func (c *cfConn) broken() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/subgate/subgate/codec"
 )
 
 // calls runs ping (one call at a time per connection) and pipeline
@@ -56,17 +59,24 @@ func (r *run) callLoop(ctx context.Context, s *schedule, c conn, p, key int) {
 		err := c.ping(cctx)
 		cancel()
 		took := time.Since(due)
-		if !r.measured(due) {
-			continue
-		}
 		if err != nil {
-			r.noteErr(p, key, err)
-			if c.broken() != nil {
+			if r.measured(due) {
+				r.noteErr(p, key, err)
+			}
+			if connLost(c, err) {
+				// The connection is gone: one error, not one per retry. Its
+				// reader says so soon; then closing the run counts it dropped.
+				select {
+				case <-c.ended():
+				case <-time.After(callTimeout):
+				}
 				return
 			}
 			continue
 		}
-		r.rec.record(p, key, took)
+		if r.measured(due) {
+			r.rec.record(p, key, took)
+		}
 	}
 }
 
@@ -341,4 +351,12 @@ func (r *run) connectLoop(ctx context.Context, s *schedule, g, p, key int) {
 		}
 		r.rec.record(p, key, took)
 	}
+}
+
+// connLost tells a failed call on a connection that is gone from one that
+// failed alone (an error reply, a timeout): a write to a dropped socket can
+// fail before the client's reader has noticed the drop.
+func connLost(c conn, err error) bool {
+	var rpc *codec.Error
+	return c.broken() != nil || !(errors.As(err, &rpc) || errors.Is(err, context.DeadlineExceeded))
 }

@@ -19,6 +19,8 @@ type conn interface {
 	send(ctx context.Context, room, text string) error
 	// broken says how the connection ended when it ended before close.
 	broken() error
+	// ended is closed when the connection is over.
+	ended() <-chan struct{}
 	close() error
 }
 
@@ -104,3 +106,5 @@ func (r rpcConn) broken() error {
 }
 
 func (r rpcConn) close() error { return r.c.Close() }
+
+func (r rpcConn) ended() <-chan struct{} { return r.c.Done() }
