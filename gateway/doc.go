@@ -66,9 +66,9 @@
 // poll_linux.go), an idle connection holds no goroutine and no buffer.
 // One epoll instance for the process holds every connection's
 // descriptor, edge-triggered (the descriptor stays in the runtime's poller
-// too, for writes); one goroutine collects its reports, parked in the
-// runtime's poller on the instance's own descriptor while there are none.
-// A frame's path:
+// too, for writes and for hot connections, below); one goroutine collects
+// its reports, parked in the runtime's poller on the instance's own
+// descriptor while there are none. A frame's path:
 //
 //  1. The kernel reports the descriptor readable; the poller goroutine
 //     calls Conn.ready, which moves pollReader.rs from readIdle to
@@ -96,12 +96,31 @@
 //     MaxMessageSize), the buffer goes back, and pollLoop sets rs back
 //     to readIdle; if a report came meanwhile (readAgain) it reads again
 //     instead. Nothing is re-armed: the next arrival is the next report.
-//  5. A reply is written directly by the worker or queued for the writer
+//     Unless the connection is hot (step 5).
+//  5. A connection whose last two reads brought input less than hotGap
+//     (5 ms) apart is hot (a client calling in a loop, or pipelining):
+//     instead of letting go, its worker disarms the descriptor in our
+//     instance (EPOLL_CTL_MOD without EPOLLIN), asks the socket whether
+//     input is there (a MSG_PEEK) and otherwise waits for it in the
+//     runtime's poller, as a goroutine reader does, holding no buffer,
+//     then reads again (Conn.awaitInput, poll_linux.go). Each message
+//     then costs one readiness report instead of two (ours, with
+//     epoll_wait and a hand-off to a worker, and the runtime's, which
+//     watches the descriptor for writes anyway). The wait is bounded by
+//     the socket's read deadline, hotLinger (50 ms) after the last input;
+//     once it passes with nothing read, the worker clears the deadline,
+//     re-arms the descriptor (which reports at once what arrived
+//     meanwhile: readAgain) and lets go as in step 4. rs stays
+//     readRunning throughout: the worker owns the read side.
+//  6. A reply is written directly by the worker or queued for the writer
 //     (above); a push to an idle connection starts only its writer.
 //
 // Closing an idle polled connection (Conn.closeCode, from any goroutine)
 // calls Conn.ready too: a worker takes it, sees it closing and finishes
-// it. With Config.Poller "goroutines" (other platforms, or a socket
+// it. A hot connection's worker is woken by the read deadline in the past
+// that closeCode sets after marking the connection closing (the worker
+// sets its own deadline before it looks at closing, so the past one
+// wins). The worker's reads ignore deadlines (raw reads through Control). With Config.Poller "goroutines" (other platforms, or a socket
 // without a descriptor), Conn.serve's goroutine is the reader: readLoop
 // reads through a bufio.Reader of its own, as before the poller.
 //
@@ -122,8 +141,9 @@
 // (checked against the time input last arrived) are deadlines kept in the
 // Conn and ordered in one heap for the process (timers.go), served by one
 // goroutine: no runtime timer and no goroutine per connection. Write
-// deadlines, the goroutine reader's idle deadline and the closing
-// handshake's use the runtime poller's deadlines on the socket.
+// deadlines, the goroutine reader's idle deadline, a hot polled
+// connection's wait (one deadline per hotLinger, not per message) and the
+// closing handshake's use the runtime poller's deadlines on the socket.
 //
 // # Queues and back-pressure
 //

@@ -4,8 +4,9 @@ package gateway
 // a connection with nothing to read holds no goroutine and no buffer: the
 // kernel reports readiness, a worker reads what has arrived without
 // blocking, parses the frames it completes, handles the messages exactly
-// as the goroutine reader does, keeps the bytes of an unfinished frame,
-// re-arms the descriptor and goes back to the pool.
+// as the goroutine reader does, keeps the bytes of an unfinished frame
+// and goes back to the pool, or, for a hot connection, waits for its next
+// input a while first (awaitInput).
 
 import (
 	"bytes"
@@ -92,6 +93,8 @@ type pollReader struct {
 	state   ws.State // StateServerSide, and StateFragmented inside a fragmented message
 	op      ws.OpCode
 	handled uint32 // messages handled, ever (wraps)
+	gap     int64  // nanoseconds between the last two reads that brought input
+	hot     bool   // the worker waits in the runtime's poller (awaitInput); disarmed in ours
 }
 
 // ready is called when readiness is reported, or when the connection
@@ -157,6 +160,9 @@ func (c *Conn) pollLoop() {
 		if done {
 			c.end(r, code, text)
 			return
+		}
+		if c.awaitInput() {
+			continue
 		}
 		if pr.rs.CompareAndSwap(readRunning, readIdle) {
 			return
@@ -234,7 +240,8 @@ func (c *Conn) readReady() (done bool, r CloseReason, code ws.StatusCode, text s
 				r, code, text = c.readError(orEOF(err))
 				return true, r, code, text
 			}
-			pr.lastIn.Store(time.Now().UnixNano())
+			now := time.Now().UnixNano()
+			pr.gap = now - pr.lastIn.Swap(now)
 			buf = buf[:len(buf)+n]
 		}
 		handled := pr.handled

@@ -20,9 +20,10 @@ import (
 // connection's descriptor is added edge-triggered: every arrival of bytes
 // is reported, and a report while a worker reads the connection only
 // makes it read again (pollReader.rs), so nothing needs re-arming. The
-// descriptor stays in the runtime's own poller too (writes and the closing
-// handshake block there as usual); the worker's reads never wait, so the
-// runtime never parks a reader on it.
+// descriptor stays in the runtime's own poller too: writes and the closing
+// handshake block there as usual, and so does the worker of a hot
+// connection waiting for its next input (awaitInput), with the descriptor
+// disarmed here meanwhile.
 type epoll struct {
 	fd int
 	f  *os.File // fd, for the runtime's poller
@@ -128,13 +129,106 @@ func (p *epoll) drop(fd int, c *Conn) {
 	p.mu.Unlock()
 }
 
+// A connection whose input comes in quick succession (a client calling in
+// a loop, or pipelining) is hot: after a read its worker keeps it and
+// waits for the next input in the runtime's poller, as a goroutine reader
+// does, with the descriptor disarmed in ours. Each message then costs one
+// report (the runtime's) instead of two (ours, with epoll_wait and a
+// hand-off to a worker, and the runtime's, which watches the descriptor
+// for writes anyway). A connection that sends nothing for hotLinger goes
+// back to ours, and holds no goroutine again.
+const (
+	hotGap    = 5 * time.Millisecond  // reads closer than this make a connection hot
+	hotLinger = 50 * time.Millisecond // how long a hot connection's worker waits for input
+)
+
+// awaitInput waits, if c is hot, until input arrives or c is closing
+// (true: the caller reads again), or hotLinger passes without input
+// (false: the caller lets go). Leaving the hot state re-arms the
+// descriptor in our poller; a report of input that arrived meanwhile
+// makes the caller read again (readAgain).
+func (c *Conn) awaitInput() bool {
+	pr := c.pr
+	if !pr.hot {
+		if pr.gap >= int64(hotGap) || !pr.ep.arm(pr, false) {
+			return false
+		}
+		pr.hot = true
+		_ = c.nc.SetReadDeadline(time.Now().Add(hotLinger))
+	}
+	for !c.isClosing() { // closeCode sets closing, then a past read deadline
+		// The socket is asked before waiting (the wait's preparation
+		// forgets readiness reported since the last wait), not after: a
+		// wake-up is input, or the caller's read finds EAGAIN and waits
+		// again.
+		asked := false
+		err := pr.rc.Read(func(fd uintptr) bool {
+			if asked {
+				return true
+			}
+			asked = true
+			return pr.pending(int(fd))
+		})
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		last := time.Unix(0, pr.lastIn.Load())
+		if time.Since(last) >= hotLinger {
+			break
+		}
+		_ = c.nc.SetReadDeadline(last.Add(hotLinger))
+	}
+	if c.isClosing() {
+		return true // the caller's read sees it
+	}
+	pr.hot = false
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if !pr.ep.arm(pr, true) { // not a socket our poller can watch any more
+		c.closeWith(CloseIOError, "")
+		return true
+	}
+	return false
+}
+
+// pending says whether the socket has input (or an error or EOF) to read,
+// without taking it.
+func (pr *pollReader) pending(fd int) bool {
+	var b [1]byte
+	for {
+		_, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err != unix.EINTR {
+			return err != unix.EAGAIN
+		}
+	}
+}
+
+// arm sets whether our poller reports input on pr's descriptor. Arming
+// reports at once what arrived while it was disarmed (EPOLL_CTL_MOD
+// looks at the descriptor's readiness).
+func (p *epoll) arm(pr *pollReader, on bool) bool {
+	ev := unix.EpollEvent{Events: unix.EPOLLET, Fd: int32(pr.fd)}
+	if on {
+		ev.Events = watchEvents
+	}
+	err := errors.ErrUnsupported
+	_ = pr.rc.Control(func(fd uintptr) {
+		err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+	})
+	return err == nil
+}
+
 // read reads what the socket holds without waiting: EAGAIN when nothing.
+// It ignores the read deadline, which only bounds a hot connection's
+// wait (awaitInput).
 func (pr *pollReader) read(b []byte) (n int, err error) {
-	cerr := pr.rc.Read(func(fd uintptr) bool {
+	cerr := pr.rc.Control(func(fd uintptr) {
 		for {
 			n, err = unix.Read(int(fd), b)
 			if err != unix.EINTR {
-				return true
+				return
 			}
 		}
 	})

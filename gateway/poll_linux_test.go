@@ -115,3 +115,37 @@ func TestPollerFramesInPieces(t *testing.T) {
 		t.Fatalf("reply %s", f.Payload)
 	}
 }
+
+// A connection that calls back to back is hot: its worker waits for the
+// next input in the runtime's poller. Once it stops calling, the worker
+// lets go (the reader goes back to readIdle, re-armed in the poller) and
+// the connection still answers through the poller.
+func TestPollerHotConnectionLetsGo(t *testing.T) {
+	srv, addr := startServer(t, Config{Poller: PollerEpoll, PingInterval: time.Hour})
+	c := handshake(t, addr, "/ws/hot", strp(protocols.JSONRPC))
+	for i := range 20 {
+		if v := c.callJSON(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"chat.ping"}`, i)); v["result"] == nil {
+			t.Fatalf("ping %d: %v", i, v)
+		}
+	}
+	conns := srv.snapshot()
+	if len(conns) != 1 {
+		t.Fatalf("%d connections, want 1", len(conns))
+	}
+	conns[0].mu.Lock()
+	pr := conns[0].pr
+	conns[0].mu.Unlock()
+	if pr == nil {
+		t.Fatal("the connection is not polled")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pr.rs.Load() != readIdle {
+		if time.Now().After(deadline) {
+			t.Fatalf("reader state %d after the calls stopped, want idle", pr.rs.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := c.callJSON(`{"jsonrpc":"2.0","id":99,"method":"chat.ping"}`); v["result"] == nil {
+		t.Fatalf("ping after letting go: %v", v)
+	}
+}

@@ -18,3 +18,5 @@ func (p *epoll) watch(*Conn, context.Context) bool { return false }
 func (pr *pollReader) forget(*Conn) {}
 
 func (pr *pollReader) read([]byte) (int, error) { return 0, errors.ErrUnsupported }
+
+func (c *Conn) awaitInput() bool { return false }
