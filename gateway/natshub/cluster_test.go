@@ -291,16 +291,26 @@ func TestClusterNodeDiesMidStream(t *testing.T) {
 	}
 }
 
-// A crashed node's clients leave their rooms within the presence bound,
-// and the members on other nodes get the leave pushes.
-func TestClusterCrashedNodeMembersLeave(t *testing.T) {
+// twoMembers starts two nodes with alice (json-rpc) on the first and bob
+// (msgpack) on the second, both in room "r", alice having seen bob join.
+func twoMembers(t *testing.T, o clusterOpts) (*natstest.Server, []*node, *client.Client, *client.Client) {
+	t.Helper()
 	ns := natstest.Start(t)
-	nodes := startCluster(t, ns, 2, clusterOpts{presenceTTL: 900 * time.Millisecond})
+	nodes := startCluster(t, ns, 2, o)
 	alice := dial(t, nodes[0], "alice", "json-rpc")
 	bob := dial(t, nodes[1], "bob", "msgpack")
 	call(t, alice, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
 	call(t, bob, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
-	next[chat.Presence](t, alice, chat.PushPresence) // bob's join
+	if p := next[chat.Presence](t, alice, chat.PushPresence); p.ClientID != "bob" || p.Event != chat.EventJoin {
+		t.Fatalf("presence %+v, want bob join", p)
+	}
+	return ns, nodes, alice, bob
+}
+
+// A crashed node's clients leave their rooms within the presence bound,
+// and the members on other nodes get the leave pushes.
+func TestClusterCrashedNodeMembersLeave(t *testing.T) {
+	_, nodes, alice, _ := twoMembers(t, clusterOpts{presenceTTL: 900 * time.Millisecond})
 	nodes[1].crash()
 	if p := next[chat.Presence](t, alice, chat.PushPresence); p.ClientID != "bob" || p.Event != chat.EventLeave {
 		t.Fatalf("presence %+v, want bob leave", p)
@@ -488,13 +498,7 @@ func metric(t *testing.T, n *node, name string) string {
 // its rooms then; once NATS is back its node repairs that, and the other
 // members get the leave.
 func TestClusterDetachDuringOutage(t *testing.T) {
-	ns := natstest.Start(t)
-	nodes := startCluster(t, ns, 2, clusterOpts{presenceTTL: 900 * time.Millisecond})
-	alice := dial(t, nodes[0], "alice", "json-rpc")
-	bob := dial(t, nodes[1], "bob", "msgpack")
-	call(t, alice, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
-	call(t, bob, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
-	next[chat.Presence](t, alice, chat.PushPresence)
+	ns, nodes, alice, bob := twoMembers(t, clusterOpts{presenceTTL: 900 * time.Millisecond})
 
 	ns.Stop()
 	awaitStatus(t, nodes[1], "/readyz", 503)
@@ -521,12 +525,7 @@ func TestClusterDetachDuringOutage(t *testing.T) {
 // A node too busy to refresh its lease in time, but that answers, is not
 // taken for dead: its clients keep their rooms.
 func TestClusterSlowNodeIsNotReaped(t *testing.T) {
-	ns := natstest.Start(t)
-	nodes := startCluster(t, ns, 2, clusterOpts{})
-	alice := dial(t, nodes[0], "alice", "json-rpc")
-	bob := dial(t, nodes[1], "bob", "msgpack")
-	call(t, alice, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
-	call(t, bob, chat.MethodJoin, &chat.JoinParams{Room: "r"}, nil)
+	_, nodes, alice, _ := twoMembers(t, clusterOpts{})
 	nodes[0].hub.AgeLease(nodes[1].hub.Node(), time.Hour)
 	if !strings.Contains(nodes[0].log.String(), "did not refresh its lease in time") {
 		t.Fatalf("the slow node was not asked:\n%s", nodes[0].log.String())
