@@ -123,6 +123,10 @@ func (h *Hub) leaveAllIfGone(ctx context.Context, id string) error {
 func (h *Hub) Join(ctx context.Context, room, client string) ([]string, gateway.Position, error) {
 	ctx, cancel := h.bound(ctx)
 	defer cancel()
+	// The bounds count every join made anywhere before this one.
+	if err := h.syncLatest(ctx); err != nil {
+		return nil, gateway.Position{}, err
+	}
 	h.mu.Lock()
 	if len(h.local[client]) == 0 {
 		h.mu.Unlock()
