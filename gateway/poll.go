@@ -95,6 +95,18 @@ type pollReader struct {
 	handled uint32 // messages handled, ever (wraps)
 	gap     int64  // nanoseconds between the last two reads that brought input
 	hot     bool   // the worker waits in the runtime's poller (awaitInput); disarmed in ours
+
+	// The raw-socket calls take these functions, made once per connection,
+	// and their arguments and results through the fields below (only the
+	// worker owning the connection uses them): a closure made per read
+	// cost three allocations per message.
+	readFn  func(fd uintptr)
+	awaitFn func(fd uintptr) bool
+	rbuf    []byte
+	rn      int
+	rerr    error
+	asked   bool
+	peek    [1]byte
 }
 
 // ready is called when readiness is reported, or when the connection

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
@@ -81,6 +82,7 @@ func (p *epoll) watch(c *Conn, ctx context.Context) bool {
 		return false
 	}
 	pr := &pollReader{rc: rc, fd: -1, ctx: ctx, ep: p, state: ws.StateServerSide}
+	pr.readFn, pr.awaitFn = pr.readRaw, pr.awaitRaw
 	// The handshake's deadlines do not apply to reads any more; the idle
 	// timeout is a shared timer.
 	_ = c.nc.SetReadDeadline(time.Time{})
@@ -161,14 +163,8 @@ func (c *Conn) awaitInput() bool {
 		// forgets readiness reported since the last wait), not after: a
 		// wake-up is input, or the caller's read finds EAGAIN and waits
 		// again.
-		asked := false
-		err := pr.rc.Read(func(fd uintptr) bool {
-			if asked {
-				return true
-			}
-			asked = true
-			return pr.pending(int(fd))
-		})
+		pr.asked = false
+		err := pr.rc.Read(pr.awaitFn)
 		if err == nil {
 			return true
 		}
@@ -193,14 +189,24 @@ func (c *Conn) awaitInput() bool {
 	return false
 }
 
+// awaitRaw is awaitInput's wait, given to RawConn.Read: the first call
+// asks the socket (done: input is there), a later one is the wake-up.
+func (pr *pollReader) awaitRaw(fd uintptr) bool {
+	if pr.asked {
+		return true
+	}
+	pr.asked = true
+	return pr.pending(int(fd))
+}
+
 // pending says whether the socket has input (or an error or EOF) to read,
-// without taking it.
+// without taking it. (unix.Recvfrom would allocate the sender's address.)
 func (pr *pollReader) pending(fd int) bool {
-	var b [1]byte
 	for {
-		_, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		if err != unix.EINTR {
-			return err != unix.EAGAIN
+		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&pr.peek[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			return errno != unix.EAGAIN
 		}
 	}
 }
@@ -224,18 +230,24 @@ func (p *epoll) arm(pr *pollReader, on bool) bool {
 // It ignores the read deadline, which only bounds a hot connection's
 // wait (awaitInput).
 func (pr *pollReader) read(b []byte) (n int, err error) {
-	cerr := pr.rc.Control(func(fd uintptr) {
-		for {
-			n, err = unix.Read(int(fd), b)
-			if err != unix.EINTR {
-				return
-			}
-		}
-	})
+	pr.rbuf = b
+	cerr := pr.rc.Control(pr.readFn)
+	n, err = pr.rn, pr.rerr
+	pr.rbuf, pr.rerr = nil, nil
 	if cerr != nil {
 		return 0, cerr
 	}
 	return n, err
+}
+
+// readRaw is read's system call, given to RawConn.Control.
+func (pr *pollReader) readRaw(fd uintptr) {
+	for {
+		pr.rn, pr.rerr = unix.Read(int(fd), pr.rbuf)
+		if pr.rerr != unix.EINTR {
+			return
+		}
+	}
 }
 
 // run collects the reports and hands each ready connection to a worker.
