@@ -37,10 +37,17 @@ func browserPrereqs(t *testing.T) string {
 // (browser/page.mjs). It saves the screenshot to SUBGATE_SCREENSHOT
 // (default interop/browser/screenshot.png).
 func TestBrowserPage(t *testing.T) {
+	runBrowser(t, "page.mjs", gateway.Config{})
+}
+
+// runBrowser runs a browser/ script in Chromium against a gateway made
+// with cfg, and checks that every connection it opened is closed.
+func runBrowser(t *testing.T, script string, cfg gateway.Config) {
+	t.Helper()
 	gate(t)
 	node := browserPrereqs(t)
-	base, srv := startGateway(t)
-	runScript(t, "browser", node, "page.mjs", base)
+	base, srv := startGatewayConfig(t, cfg)
+	runScript(t, "browser", node, script, base)
 	waitNoConns(t, srv)
 }
 
@@ -49,42 +56,26 @@ func TestBrowserPage(t *testing.T) {
 // messages per room and 3 are sent while a page is away
 // (browser/recovered.mjs).
 func TestBrowserPageNotRecovered(t *testing.T) {
-	gate(t)
-	node := browserPrereqs(t)
-	base, srv := startGatewayConfig(t, gateway.Config{HistorySize: 2})
-	runScript(t, "browser", node, "recovered.mjs", base)
-	waitNoConns(t, srv)
+	runBrowser(t, "recovered.mjs", gateway.Config{HistorySize: 2})
 }
 
 // TestBrowserClientJS exercises /client.js in Chromium through
 // page.evaluate in the three encodings (browser/clientjs.mjs).
 func TestBrowserClientJS(t *testing.T) {
-	gate(t)
-	node := browserPrereqs(t)
-	base, srv := startGateway(t)
-	runScript(t, "browser", node, "clientjs.mjs", base)
-	waitNoConns(t, srv)
+	runBrowser(t, "clientjs.mjs", gateway.Config{})
 }
 
 // TestBrowserREADME runs the README's browser snippet of /client.js, as
 // README.md has it, in each encoding (browser/readme.mjs).
 func TestBrowserREADME(t *testing.T) {
-	gate(t)
-	node := browserPrereqs(t)
-	base, srv := startGateway(t)
-	runScript(t, "browser", node, "readme.mjs", base)
-	waitNoConns(t, srv)
+	runBrowser(t, "readme.mjs", gateway.Config{})
 }
 
 // TestBrowserJWT runs the demo page against a gateway with a JWT secret:
 // the token field, and the page's explanation of a refused handshake
 // (browser/jwt.mjs).
 func TestBrowserJWT(t *testing.T) {
-	gate(t)
-	node := browserPrereqs(t)
 	const secret = "browser-test-secret-0123456789abcdef"
-	base, srv := startGatewayConfig(t, gateway.Config{JWTSecret: secret})
-	t.Setenv("SUBGATE_JWT_SECRET", secret)
-	runScript(t, "browser", node, "jwt.mjs", base)
-	waitNoConns(t, srv)
+	t.Setenv("SUBGATE_JWT_SECRET", secret) // for the script
+	runBrowser(t, "jwt.mjs", gateway.Config{JWTSecret: secret})
 }

@@ -307,11 +307,10 @@ func twoMembers(t *testing.T, o clusterOpts) (*natstest.Server, []*node, *client
 	return ns, nodes, alice, bob
 }
 
-// A crashed node's clients leave their rooms within the presence bound,
-// and the members on other nodes get the leave pushes.
-func TestClusterCrashedNodeMembersLeave(t *testing.T) {
-	_, nodes, alice, _ := twoMembers(t, clusterOpts{presenceTTL: 900 * time.Millisecond})
-	nodes[1].crash()
+// expectBobLeft awaits alice's push of bob leaving room "r" and checks
+// that she is its only member then.
+func expectBobLeft(t *testing.T, alice *client.Client) {
+	t.Helper()
 	if p := next[chat.Presence](t, alice, chat.PushPresence); p.ClientID != "bob" || p.Event != chat.EventLeave {
 		t.Fatalf("presence %+v, want bob leave", p)
 	}
@@ -320,6 +319,14 @@ func TestClusterCrashedNodeMembersLeave(t *testing.T) {
 	if !slices.Equal(mr.Members, []string{"alice"}) {
 		t.Fatalf("members: %v", mr.Members)
 	}
+}
+
+// A crashed node's clients leave their rooms within the presence bound,
+// and the members on other nodes get the leave pushes.
+func TestClusterCrashedNodeMembersLeave(t *testing.T) {
+	_, nodes, alice, _ := twoMembers(t, clusterOpts{presenceTTL: 900 * time.Millisecond})
+	nodes[1].crash()
+	expectBobLeft(t, alice)
 	if !strings.Contains(nodes[0].log.String(), "node lease expired") {
 		t.Fatalf("the reaping is not logged:\n%s", nodes[0].log.String())
 	}
@@ -512,14 +519,7 @@ func TestClusterDetachDuringOutage(t *testing.T) {
 			t.Logf("node0:\n%s\nnode1:\n%s", nodes[0].log.String(), nodes[1].log.String())
 		}
 	})
-	if p := next[chat.Presence](t, alice, chat.PushPresence); p.ClientID != "bob" || p.Event != chat.EventLeave {
-		t.Fatalf("presence %+v, want bob leave", p)
-	}
-	var mr chat.MembersResult
-	call(t, alice, chat.MethodMembers, &chat.MembersParams{Room: "r"}, &mr)
-	if !slices.Equal(mr.Members, []string{"alice"}) {
-		t.Fatalf("members: %v", mr.Members)
-	}
+	expectBobLeft(t, alice)
 }
 
 // A node too busy to refresh its lease in time, but that answers, is not
