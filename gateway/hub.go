@@ -174,7 +174,7 @@ type memoryHub struct {
 // fields take their defaults).
 func NewMemoryHub(lim HubLimits) Hub {
 	return &memoryHub{
-		lim:     lim.withDefaults(),
+		lim:     lim.WithDefaults(),
 		clients: map[string]map[Peer]struct{}{},
 		rooms:   map[string]*room{},
 		joined:  map[string]map[string]*room{},

@@ -72,11 +72,9 @@ func (s *Server) hubReady() error {
 	return nil
 }
 
-// WithDefaults returns l with every zero field set to its default, for a
-// hub implemented outside this package.
-func (l HubLimits) WithDefaults() HubLimits { return l.withDefaults() }
-
-func (l HubLimits) withDefaults() HubLimits {
+// WithDefaults returns l with every zero field set to its default (for
+// the in-process hub and for hubs implemented outside this package).
+func (l HubLimits) WithDefaults() HubLimits {
 	for _, v := range []struct {
 		p   *int
 		def int
